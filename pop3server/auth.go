@@ -1,0 +1,307 @@
+package pop3server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/popbox/popbox/pop3"
+	"github.com/popbox/popbox/store"
+)
+
+// mechanism is one SASL mechanism the AUTH command offers (RFC 5034). New
+// mechanisms (SCRAM, OAUTHBEARER, ...) are added to the table in
+// mechanisms; each exchange ends in a call to session.login or in an error.
+type mechanism struct {
+	name string
+	// plaintext: the client sends the password itself, so the mechanism is
+	// subject to the Plaintext policy like USER/PASS.
+	plaintext bool
+	// start begins one exchange. The returned result reports the
+	// credentials once the exchange is done.
+	start func(s *session) (sasl.Server, func() (user, password string))
+}
+
+func mechanisms() []mechanism {
+	return []mechanism{{
+		name:      sasl.Plain,
+		plaintext: true,
+		start: func(s *session) (sasl.Server, func() (string, string)) {
+			var user, pass string
+			srv := sasl.NewPlainServer(func(identity, username, password string) error {
+				// RFC 4616 §2: an authorization identity other than the
+				// authentication identity would be proxy login, which
+				// popbox does not offer.
+				if identity != "" && !strings.EqualFold(identity, username) {
+					return ErrAuthFailed
+				}
+				user, pass = username, password
+				return nil
+			})
+			return srv, func() (string, string) { return user, pass }
+		},
+	}}
+}
+
+// plaintextAllowed applies the Plaintext policy to this connection
+// (RFC 8314 §5 and RFC 2595 §2.1: no password in clear by default).
+func (s *session) plaintextAllowed() bool {
+	if s.tls != nil {
+		return true
+	}
+	switch s.srv.Plaintext {
+	case PlaintextAlways:
+		return true
+	case PlaintextNever:
+		return false
+	}
+	if ta, ok := s.currentConn().RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
+}
+
+func (s *session) stlsAvailable() bool {
+	return s.srv.TLSConfig != nil && s.tls == nil && s.state == stateAuthorization
+}
+
+const plaintextRefused = "plaintext authentication disallowed on an unencrypted connection, use STLS first"
+
+func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
+	s.ok("capability list follows")
+	caps := []string{pop3.CapTop, pop3.CapUIDL}
+	if s.state == stateAuthorization {
+		allowed := s.plaintextAllowed()
+		if allowed {
+			caps = append(caps, pop3.CapUser)
+		}
+		sasl := pop3.CapSASL
+		for _, m := range mechanisms() {
+			if !m.plaintext || allowed {
+				sasl += " " + m.name
+			}
+		}
+		if sasl != pop3.CapSASL {
+			caps = append(caps, sasl)
+		}
+	}
+	caps = append(caps, pop3.CapRespCodes, pop3.CapAuthRespCode, pop3.CapPipelining,
+		// RFC 2449 §6.7: popbox never deletes mail on its own.
+		pop3.CapExpire+" NEVER",
+		// RFC 2449 §6.5: no minimum delay between logins.
+		pop3.CapLoginDelay+" 0",
+		pop3.CapUTF8,
+		pop3.CapImplementation+" "+s.srv.Implementation)
+	if s.stlsAvailable() {
+		caps = append(caps, pop3.CapSTLS)
+	}
+	for _, c := range caps {
+		s.w.WriteString(c)
+		s.w.WriteString("\r\n")
+	}
+	_, err := s.w.WriteString(".\r\n")
+	return err
+}
+
+func cmdUTF8(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 0 {
+		return s.replyBad("UTF8 takes no arguments")
+	}
+	s.utf8 = true // RFC 6856 §2: mail is sent as stored; nothing to convert
+	return s.ok("UTF8 enabled")
+}
+
+func cmdUser(s *session, cmd pop3.Command, _ []byte) error {
+	if !s.plaintextAllowed() {
+		return s.reply(false, pop3.CodeAuth, plaintextRefused)
+	}
+	if len(cmd.Args) != 1 {
+		return s.replyBad("usage: USER name")
+	}
+	s.user = cmd.Args[0]
+	// The same reply for every name: existence is not revealed here.
+	return s.ok("send PASS")
+}
+
+func cmdPass(s *session, cmd pop3.Command, line []byte) error {
+	if !s.plaintextAllowed() {
+		return s.reply(false, pop3.CodeAuth, plaintextRefused)
+	}
+	if s.user == "" {
+		return s.replyBad("USER first")
+	}
+	// RFC 1939 §7: the password may contain spaces, so it is the rest of
+	// the line after "PASS ", not the first argument.
+	pass := ""
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
+		pass = string(line[i+1:])
+	}
+	user := s.user
+	s.user = ""
+	if pass == "" {
+		return s.replyBad("usage: PASS password")
+	}
+	return s.login(user, pass)
+}
+
+func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
+	mechs := mechanisms()
+	if len(cmd.Args) == 0 {
+		// Not in RFC 5034, but Outlook sends a bare AUTH and expects the
+		// mechanism list as a multi-line reply, as from CAPA's SASL line.
+		s.ok("")
+		for _, m := range mechs {
+			if !m.plaintext || s.plaintextAllowed() {
+				s.w.WriteString(m.name)
+				s.w.WriteString("\r\n")
+			}
+		}
+		_, err := s.w.WriteString(".\r\n")
+		return err
+	}
+	if len(cmd.Args) > 2 {
+		return s.replyBad("usage: AUTH mechanism [initial-response]")
+	}
+	var mech *mechanism
+	for i := range mechs {
+		if strings.EqualFold(mechs[i].name, cmd.Args[0]) {
+			mech = &mechs[i]
+		}
+	}
+	if mech == nil {
+		return s.replyBad("unsupported authentication mechanism")
+	}
+	if mech.plaintext && !s.plaintextAllowed() {
+		return s.reply(false, pop3.CodeAuth, plaintextRefused)
+	}
+	srv, result := mech.start(s)
+	var resp []byte
+	if len(cmd.Args) == 2 {
+		// RFC 5034 §4: "=" is an empty initial response.
+		if cmd.Args[1] == "=" {
+			resp = []byte{}
+		} else {
+			var err error
+			if resp, err = base64.StdEncoding.DecodeString(cmd.Args[1]); err != nil {
+				return s.replyBad("invalid base64 in initial response")
+			}
+		}
+	}
+	for {
+		challenge, done, err := srv.Next(resp)
+		if err != nil {
+			return s.authFailed()
+		}
+		if done {
+			user, pass := result()
+			return s.login(user, pass)
+		}
+		s.w.WriteString("+ ")
+		s.w.WriteString(base64.StdEncoding.EncodeToString(challenge))
+		s.w.WriteString("\r\n")
+		line, err := s.readLine(s.srv.limits.MaxAuthLine)
+		if errors.Is(err, pop3.ErrLineTooLong) {
+			return s.replyBad("authentication line too long")
+		}
+		if err != nil {
+			return err
+		}
+		if string(line) == "*" {
+			// RFC 5034 §4: the client cancels the exchange.
+			return s.replyBad("authentication cancelled")
+		}
+		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
+			return s.replyBad("invalid base64 in authentication response")
+		}
+	}
+}
+
+// login checks credentials and opens the maildrop.
+func (s *session) login(user, pass string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := s.currentConn()
+	info := ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls}
+	canonical, err := s.srv.Backend.Authenticate(ctx, info, user, pass)
+	if errors.Is(err, ErrAuthFailed) {
+		s.log.Info("login failed", "user", user)
+		return s.authFailed()
+	}
+	if err != nil {
+		s.log.Error("authentication backend", "user", user, "err", err)
+		return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
+	}
+	drop, err := s.srv.Backend.Open(ctx, canonical)
+	if errors.Is(err, store.ErrInUse) {
+		s.log.Info("maildrop in use", "user", canonical)
+		return s.reply(false, pop3.CodeInUse, "mailbox locked by another session")
+	}
+	if err != nil {
+		s.log.Error("opening maildrop", "user", canonical, "err", err)
+		return s.reply(false, pop3.CodeSysTemp, "mailbox temporarily unavailable")
+	}
+	s.drop = drop
+	s.msgs = drop.Messages()
+	s.deleted = make([]bool, len(s.msgs))
+	s.authUser = canonical
+	s.state = stateTransaction
+	s.loggedIn.Store(true)
+	s.log = s.log.With("user", canonical)
+	n, size := s.totals()
+	return s.ok("logged in, %d messages (%d octets)", n, size)
+}
+
+// authFailed answers a failed login after the failure delay; every kind of
+// failure comes through here so none can be told apart by text or timing.
+func (s *session) authFailed() error {
+	if d := s.srv.AuthFailureDelay; d > 0 {
+		// Flush nothing first: the client learns nothing before the delay.
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.srv.done:
+			t.Stop()
+		}
+	}
+	// RFC 3206 §5 / RFC 2449 AUTH-RESP-CODE: [AUTH] means the credentials
+	// were wrong, not the system.
+	return s.reply(false, pop3.CodeAuth, "invalid user name or password")
+}
+
+func cmdSTLS(s *session, cmd pop3.Command, _ []byte) error {
+	if s.tls != nil {
+		return s.replyBad("TLS already active")
+	}
+	if s.srv.TLSConfig == nil {
+		return s.replyBad("STLS not available")
+	}
+	if len(cmd.Args) != 0 {
+		return s.replyBad("STLS takes no arguments")
+	}
+	s.ok("begin TLS negotiation")
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	// Anything the client pipelined after STLS arrived in plaintext and
+	// must not be executed inside the TLS session (RFC 2595 §4, the
+	// STARTTLS command-injection class of bugs): drop it with the buffer.
+	if n := s.r.Buffered(); n > 0 {
+		s.log.Warn("discarding plaintext sent before TLS handshake", "bytes", n)
+	}
+	if err := s.handshake(); err != nil {
+		s.log.Debug("STLS handshake failed", "err", err)
+		return err
+	}
+	s.r.Reset(s.currentConn())
+	s.w.Reset(deadlineWriter{s})
+	// RFC 2595 §4: the session starts over; forget what was said before.
+	s.user = ""
+	return nil
+}
+

@@ -1,0 +1,306 @@
+package pop3server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/popbox/popbox/pop3"
+	"github.com/popbox/popbox/store"
+)
+
+// ErrAuthFailed is what a Backend returns (wrapped or not) for credentials
+// that do not check out: unknown user, wrong password, disabled account. The
+// client is told nothing more specific.
+var ErrAuthFailed = errors.New("pop3server: authentication failed")
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("pop3server: server closed")
+
+// ConnInfo describes the connection a login arrives on.
+type ConnInfo struct {
+	RemoteAddr net.Addr
+	LocalAddr  net.Addr
+	TLS        *tls.ConnectionState // nil without TLS
+}
+
+// Backend is the server's view of accounts and storage.
+type Backend interface {
+	// Authenticate checks a password and returns the canonical user name.
+	// Bad credentials of any kind wrap ErrAuthFailed; any other error is a
+	// system problem reported as -ERR [SYS/TEMP].
+	Authenticate(ctx context.Context, info ConnInfo, user, password string) (string, error)
+	// Open locks and snapshots the user's maildrop (store.ErrInUse when
+	// another session holds it).
+	Open(ctx context.Context, user string) (store.Maildrop, error)
+}
+
+// PlaintextPolicy says when a password may travel without TLS.
+type PlaintextPolicy int
+
+const (
+	// PlaintextLoopback allows it only on connections from a loopback address.
+	PlaintextLoopback PlaintextPolicy = iota
+	// PlaintextNever requires TLS (STLS or implicit) for every password.
+	PlaintextNever
+	// PlaintextAlways allows passwords in clear from anywhere.
+	PlaintextAlways
+)
+
+// Limits bounds what one client can make the server do. Zero fields take the
+// defaults given beside them.
+type Limits struct {
+	// MaxLine is the longest command line in octets including CRLF
+	// (default 255, RFC 2449 §4).
+	MaxLine int
+	// MaxAuthLine bounds SASL continuation lines (default 8192).
+	MaxAuthLine int
+	// IdleTimeout is the autologout timer and the deadline of every read and
+	// write (default 10 minutes, the minimum RFC 1939 §3 allows).
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds a TLS handshake (default 30 s).
+	HandshakeTimeout time.Duration
+	// MaxBadCommands closes a session after this many consecutive errors
+	// (default 20).
+	MaxBadCommands int
+	// MaxConnections refuses connections beyond this many (default 1000).
+	MaxConnections int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxLine <= 0 {
+		l.MaxLine = pop3.MaxCommandLine
+	}
+	if l.MaxAuthLine <= 0 {
+		l.MaxAuthLine = 8192
+	}
+	if l.MaxAuthLine < l.MaxLine {
+		l.MaxAuthLine = l.MaxLine
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 10 * time.Minute
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = 30 * time.Second
+	}
+	if l.MaxBadCommands <= 0 {
+		l.MaxBadCommands = 20
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = 1000
+	}
+	return l
+}
+
+// Server is a POP3 server. Set the fields before calling Serve; do not change
+// them afterwards.
+type Server struct {
+	Backend Backend
+	// TLSConfig enables STLS on Serve and is required by ServeTLS. Use
+	// GetCertificate in it to reload certificates without a restart.
+	TLSConfig *tls.Config
+	// Hostname appears in the greeting.
+	Hostname string
+	// Implementation is the IMPLEMENTATION capability's argument.
+	Implementation string
+	Plaintext      PlaintextPolicy
+	// AuthFailureDelay is waited before every failed login reply
+	// (default 2 s; negative means none, for tests).
+	AuthFailureDelay time.Duration
+	Limits           Limits
+	Logger           *slog.Logger
+
+	limits     Limits
+	initOnce   sync.Once
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*session]struct{}
+	nconns     atomic.Int64
+	inShutdown atomic.Bool
+	done       chan struct{} // closed by Shutdown/Close
+	wg         sync.WaitGroup
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.limits = s.Limits.withDefaults()
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		if s.AuthFailureDelay == 0 {
+			s.AuthFailureDelay = 2 * time.Second
+		}
+		if s.Hostname == "" {
+			s.Hostname = "localhost"
+		}
+		if s.Implementation == "" {
+			s.Implementation = "popbox"
+		}
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*session]struct{})
+		s.done = make(chan struct{})
+	})
+}
+
+// Serve accepts plain POP3 connections on l (STLS offered when TLSConfig is
+// set) until Shutdown or Close. It always returns a non-nil error.
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+
+// ServeTLS accepts implicit-TLS connections (POP3S, RFC 8314 §3.3) on l.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.TLSConfig == nil {
+		return errors.New("pop3server: ServeTLS needs TLSConfig")
+	}
+	return s.serve(l, true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	s.init()
+	if !s.trackListener(l, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(l, false)
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("accept error, retrying", "err", err, "delay", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+				}
+				continue
+			}
+			return fmt.Errorf("pop3server: accept: %w", err)
+		}
+		backoff = 0
+		if s.nconns.Add(1) > int64(s.limits.MaxConnections) {
+			s.nconns.Add(-1)
+			s.wg.Add(1)
+			go s.refuse(c)
+			continue
+		}
+		sess := newSession(s, c, implicitTLS)
+		if !s.trackConn(sess, true) {
+			s.nconns.Add(-1)
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.nconns.Add(-1)
+			defer s.trackConn(sess, false)
+			sess.serve()
+		}()
+	}
+}
+
+// isTemporary reports accept(2) errors worth retrying, such as EMFILE under
+// load, as net/http does.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// refuse answers a connection over MaxConnections politely (RFC 3206
+// SYS/TEMP: try again later) instead of letting it hang.
+func (s *Server) refuse(c net.Conn) {
+	defer s.wg.Done()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "-ERR [SYS/TEMP] too many connections, try again later\r\n")
+	c.Close()
+}
+
+func (s *Server) trackListener(l net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *session, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+// Shutdown stops accepting, closes sessions that have not logged in, and
+// waits for logged-in sessions to end by themselves until ctx is done; then
+// it closes the rest. A session closed this way applies no deletions.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.beginShutdown()
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		s.closeConns(true)
+		<-waited
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: listeners and all connections are closed,
+// no deletion is applied.
+func (s *Server) Close() error {
+	s.init()
+	s.beginShutdown()
+	s.closeConns(true)
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) beginShutdown() {
+	s.mu.Lock()
+	if s.inShutdown.Swap(true) {
+		s.mu.Unlock()
+		return
+	}
+	close(s.done)
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.closeConns(false)
+}
+
+// closeConns interrupts sessions: all of them, or only those not logged in.
+func (s *Server) closeConns(all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if all || !c.loggedIn.Load() {
+			c.interrupt()
+		}
+	}
+}

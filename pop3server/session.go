@@ -1,0 +1,547 @@
+package pop3server
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/popbox/popbox/pop3"
+	"github.com/popbox/popbox/store"
+)
+
+type state int
+
+// RFC 1939 §3: a session passes through AUTHORIZATION, TRANSACTION and, on
+// QUIT, UPDATE. UPDATE is not a state a command can arrive in, so it has no
+// value here: it is the Commit call in cmdQuit.
+const (
+	stateAuthorization state = 1 << iota
+	stateTransaction
+)
+
+const (
+	readBufferSize  = 4096
+	writeBufferSize = 32 * 1024
+	copyBufferSize  = 32 * 1024
+)
+
+// errCloseSession ends a session after its last reply has been written.
+var errCloseSession = errors.New("close session")
+
+type session struct {
+	srv         *Server
+	log         *slog.Logger
+	implicitTLS bool
+	started     time.Time
+
+	mu          sync.Mutex // guards conn against interrupt
+	conn        net.Conn   // a *tls.Conn after STLS or with implicit TLS
+	interrupted atomic.Bool
+	loggedIn    atomic.Bool
+
+	r   *bufio.Reader
+	w   *bufio.Writer
+	tls *tls.ConnectionState
+
+	state   state
+	user    string // from USER, until PASS
+	utf8    bool
+	badCmds int
+
+	authUser string
+	drop     store.Maildrop
+	msgs     []store.MessageInfo
+	deleted  []bool
+	copyBuf  []byte
+
+	// For the session-end log line.
+	retrieved      int
+	bytesSent      int64
+	deletedApplied int
+	ending         string
+}
+
+func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
+	s := &session{
+		srv:         srv,
+		conn:        c,
+		implicitTLS: implicitTLS,
+		started:     time.Now(),
+		state:       stateAuthorization,
+	}
+	s.log = srv.Logger.With("remote", c.RemoteAddr().String())
+	return s
+}
+
+// deadlineWriter sets a fresh write deadline before each write so that a
+// client that stops reading is dropped after IdleTimeout, even mid-RETR.
+type deadlineWriter struct{ s *session }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	c := d.s.currentConn()
+	d.s.setDeadline(c.SetWriteDeadline)
+	return c.Write(p)
+}
+
+func (s *session) currentConn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
+
+// setDeadline arms a read or write deadline unless the session has been
+// interrupted, in which case it keeps the deadline in the past.
+func (s *session) setDeadline(set func(time.Time) error) {
+	set(time.Now().Add(s.srv.limits.IdleTimeout))
+	if s.interrupted.Load() {
+		set(time.Now())
+	}
+}
+
+// interrupt makes the session's pending and future I/O fail at once.
+func (s *session) interrupt() {
+	s.interrupted.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn.SetDeadline(time.Now())
+}
+
+func (s *session) serve() {
+	defer s.finish()
+	if s.implicitTLS {
+		if err := s.handshake(); err != nil {
+			s.ending = "tls handshake failed"
+			s.log.Debug("tls handshake failed", "err", err)
+			return
+		}
+	}
+	s.r = bufio.NewReaderSize(s.conn, max(readBufferSize, s.srv.limits.MaxAuthLine))
+	s.w = bufio.NewWriterSize(deadlineWriter{s}, writeBufferSize)
+	if err := s.reply(true, "", "popbox POP3 server ready"); err != nil {
+		s.ending = "write error"
+		return
+	}
+	for {
+		line, err := s.readLine(s.srv.limits.MaxLine)
+		if errors.Is(err, pop3.ErrLineTooLong) {
+			err = s.replyBad("line too long")
+		} else if err == nil {
+			err = s.dispatch(line)
+		}
+		if err == nil && s.badCmds > s.srv.limits.MaxBadCommands {
+			s.reply(false, "", "too many errors, closing connection")
+			s.w.Flush()
+			s.ending = "too many errors"
+			return
+		}
+		if err != nil {
+			if errors.Is(err, errCloseSession) {
+				s.w.Flush()
+				if s.ending == "" {
+					s.ending = "quit"
+				}
+				return
+			}
+			s.ending = s.describeEnd(err)
+			return
+		}
+	}
+}
+
+func (s *session) describeEnd(err error) string {
+	var ne net.Error
+	switch {
+	case s.interrupted.Load():
+		return "shutdown"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "disconnected"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "error: " + err.Error()
+	}
+}
+
+// finish releases the maildrop without applying deletions, unless QUIT has
+// already committed it, and logs the one line per session.
+func (s *session) finish() {
+	if s.drop != nil {
+		if err := s.drop.Close(); err != nil {
+			s.log.Error("closing maildrop", "user", s.authUser, "err", err)
+		}
+	}
+	s.conn.Close()
+	tlsName := "none"
+	if s.tls != nil {
+		tlsName = tls.VersionName(s.tls.Version)
+	}
+	s.log.Info("session end", "user", s.authUser, "tls", tlsName,
+		"retrieved", s.retrieved, "bytes", s.bytesSent, "deleted", s.deletedApplied,
+		"ending", s.ending, "duration", time.Since(s.started).Round(time.Millisecond))
+}
+
+func (s *session) handshake() error {
+	tc := tls.Server(s.conn, s.srv.TLSConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	st := tc.ConnectionState()
+	s.mu.Lock()
+	s.conn = tc
+	s.mu.Unlock()
+	s.tls = &st
+	if s.interrupted.Load() {
+		tc.SetDeadline(time.Now())
+	}
+	return nil
+}
+
+// readLine flushes pending replies unless another pipelined command is
+// already waiting, then reads one line under the idle deadline.
+func (s *session) readLine(max int) ([]byte, error) {
+	if s.r.Buffered() == 0 {
+		if err := s.w.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	s.setDeadline(s.currentConn().SetReadDeadline)
+	return pop3.ReadLine(s.r, max)
+}
+
+// reply writes a one-line reply (RFC 1939 §3: "+OK" or "-ERR", optional
+// text; RFC 2449 §8: an optional [CODE] after -ERR).
+func (s *session) reply(ok bool, code, text string) error {
+	if ok {
+		s.badCmds = 0
+		s.w.WriteString("+OK")
+	} else {
+		s.badCmds++
+		s.w.WriteString("-ERR")
+		if code != "" {
+			s.w.WriteString(" [")
+			s.w.WriteString(code)
+			s.w.WriteString("]")
+		}
+	}
+	if text != "" {
+		s.w.WriteByte(' ')
+		s.w.WriteString(text)
+	}
+	_, err := s.w.WriteString("\r\n")
+	return err
+}
+
+func (s *session) ok(format string, args ...any) error {
+	return s.reply(true, "", fmt.Sprintf(format, args...))
+}
+
+func (s *session) replyBad(text string) error { return s.reply(false, "", text) }
+
+type command struct {
+	states state
+	run    func(s *session, cmd pop3.Command, line []byte) error
+}
+
+// commands is the dispatch table: which states each command is valid in
+// (RFC 1939 §4-§7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4, RFC 6856 §3).
+var commands = map[string]command{
+	"CAPA": {stateAuthorization | stateTransaction, cmdCapa},
+	"USER": {stateAuthorization, cmdUser},
+	"PASS": {stateAuthorization, cmdPass},
+	"AUTH": {stateAuthorization, cmdAuth},
+	"STLS": {stateAuthorization, cmdSTLS},
+	"UTF8": {stateAuthorization, cmdUTF8},
+	"QUIT": {stateAuthorization | stateTransaction, cmdQuit},
+	"STAT": {stateTransaction, cmdStat},
+	"LIST": {stateTransaction, cmdList},
+	"UIDL": {stateTransaction, cmdUIDL},
+	"RETR": {stateTransaction, cmdRetr},
+	"TOP":  {stateTransaction, cmdTop},
+	"DELE": {stateTransaction, cmdDele},
+	"NOOP": {stateTransaction, cmdNoop},
+	"RSET": {stateTransaction, cmdRset},
+}
+
+func (s *session) dispatch(line []byte) error {
+	cmd, err := pop3.ParseCommand(line)
+	if err != nil {
+		switch {
+		case errors.Is(err, pop3.ErrEmptyCommand):
+			return s.replyBad("empty command")
+		case errors.Is(err, pop3.ErrTooManyArgs):
+			return s.replyBad("too many arguments")
+		default:
+			return s.replyBad("invalid command syntax")
+		}
+	}
+	c, found := commands[cmd.Name]
+	if !found {
+		return s.replyBad("unknown command")
+	}
+	if c.states&s.state == 0 {
+		if s.state == stateAuthorization {
+			return s.replyBad(cmd.Name + " not valid before login")
+		}
+		return s.replyBad(cmd.Name + " not valid after login")
+	}
+	s.log.Debug("command", "cmd", cmd.Name)
+	return c.run(s, cmd, line)
+}
+
+func cmdNoop(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 0 {
+		return s.replyBad("NOOP takes no arguments")
+	}
+	return s.ok("")
+}
+
+func cmdQuit(s *session, cmd pop3.Command, _ []byte) error {
+	if s.state == stateAuthorization {
+		s.ok("popbox signing off")
+		return errCloseSession
+	}
+	// RFC 1939 §6: QUIT in TRANSACTION enters UPDATE: remove the marked
+	// messages. If that fails the reply is -ERR and the maildrop is left
+	// as it was, as far as the store can guarantee.
+	var del []int
+	for i, d := range s.deleted {
+		if d {
+			del = append(del, i)
+		}
+	}
+	drop := s.drop
+	s.drop = nil // committed or not, finish must not Close it again
+	if err := drop.Commit(del); err != nil {
+		s.log.Error("commit failed", "user", s.authUser, "err", err)
+		s.ending = "quit, commit failed"
+		s.reply(false, pop3.CodeSysTemp, "some deleted messages not removed")
+		return errCloseSession
+	}
+	s.deletedApplied = len(del)
+	s.ok("popbox signing off (%d messages left)", len(s.msgs)-len(del))
+	return errCloseSession
+}
+
+// message resolves a message-number argument (RFC 1939 §5: numbers start
+// at 1, and a message marked as deleted may not be referred to).
+func (s *session) message(arg string) (int, bool, error) {
+	n, err := pop3.ParseNumber(arg)
+	if err != nil || n < 1 || n > len(s.msgs) {
+		return 0, false, s.replyBad("no such message")
+	}
+	if s.deleted[n-1] {
+		return 0, false, s.replyBad("message " + strconv.Itoa(n) + " already deleted")
+	}
+	return n - 1, true, nil
+}
+
+func (s *session) totals() (count int, size int64) {
+	for i, m := range s.msgs {
+		if !s.deleted[i] {
+			count++
+			size += m.Size
+		}
+	}
+	return count, size
+}
+
+func cmdStat(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 0 {
+		return s.replyBad("STAT takes no arguments")
+	}
+	n, size := s.totals()
+	return s.ok("%d %d", n, size)
+}
+
+// listing writes LIST or UIDL: one message, or every undeleted message as a
+// multi-line reply.
+func (s *session) listing(cmd pop3.Command, value func(i int) string) error {
+	switch len(cmd.Args) {
+	case 0:
+		n, size := s.totals()
+		if cmd.Name == "LIST" {
+			s.ok("%d messages (%d octets)", n, size)
+		} else {
+			s.ok("")
+		}
+		var buf []byte
+		for i := range s.msgs {
+			if s.deleted[i] {
+				continue
+			}
+			buf = strconv.AppendInt(buf[:0], int64(i+1), 10)
+			buf = append(buf, ' ')
+			buf = append(buf, value(i)...)
+			buf = append(buf, '\r', '\n')
+			if _, err := s.w.Write(buf); err != nil {
+				return err
+			}
+		}
+		_, err := s.w.WriteString(".\r\n")
+		return err
+	case 1:
+		i, ok, err := s.message(cmd.Args[0])
+		if !ok {
+			return err
+		}
+		return s.ok("%d %s", i+1, value(i))
+	default:
+		return s.replyBad("too many arguments")
+	}
+}
+
+func cmdList(s *session, cmd pop3.Command, _ []byte) error {
+	return s.listing(cmd, func(i int) string { return strconv.FormatInt(s.msgs[i].Size, 10) })
+}
+
+func cmdUIDL(s *session, cmd pop3.Command, _ []byte) error {
+	return s.listing(cmd, func(i int) string { return s.msgs[i].UIDL })
+}
+
+func cmdDele(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 1 {
+		return s.replyBad("usage: DELE msg")
+	}
+	i, ok, err := s.message(cmd.Args[0])
+	if !ok {
+		return err
+	}
+	s.deleted[i] = true // RFC 1939 §5: only marked; QUIT applies it
+	return s.ok("message %d deleted", i+1)
+}
+
+func cmdRset(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 0 {
+		return s.replyBad("RSET takes no arguments")
+	}
+	clear(s.deleted)
+	n, size := s.totals()
+	return s.ok("maildrop has %d messages (%d octets)", n, size)
+}
+
+func cmdRetr(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 1 {
+		return s.replyBad("usage: RETR msg")
+	}
+	i, ok, err := s.message(cmd.Args[0])
+	if !ok {
+		return err
+	}
+	return s.sendMessage(i, -1)
+}
+
+func cmdTop(s *session, cmd pop3.Command, _ []byte) error {
+	if len(cmd.Args) != 2 {
+		return s.replyBad("usage: TOP msg lines")
+	}
+	i, ok, err := s.message(cmd.Args[0])
+	if !ok {
+		return err
+	}
+	lines, err := pop3.ParseNumber(cmd.Args[1])
+	if err != nil {
+		return s.replyBad("invalid line count")
+	}
+	return s.sendMessage(i, lines)
+}
+
+// sendMessage streams message i as a multi-line reply: the whole message, or
+// for TOP (bodyLines >= 0) the header, the blank line and that many body
+// lines (RFC 1939 §7).
+func (s *session) sendMessage(i, bodyLines int) error {
+	rc, err := s.drop.Open(i)
+	if err != nil {
+		s.log.Error("opening message", "user", s.authUser, "msg", i+1, "err", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return s.reply(false, pop3.CodeSysTemp, "message "+strconv.Itoa(i+1)+" is no longer available")
+		}
+		return s.reply(false, pop3.CodeSysTemp, "message "+strconv.Itoa(i+1)+" cannot be read")
+	}
+	defer rc.Close()
+	if bodyLines < 0 {
+		s.ok("%d octets", s.msgs[i].Size)
+	} else {
+		s.ok("top of message follows")
+	}
+	if s.copyBuf == nil {
+		s.copyBuf = make([]byte, copyBufferSize)
+	}
+	dw := pop3.NewDotWriter(s.w)
+	var dst io.Writer = dw
+	if bodyLines >= 0 {
+		dst = &topWriter{w: dw, bodyLines: bodyLines, lineStart: true}
+	}
+	// The reader is wrapped so io.CopyBuffer uses our buffer instead of a
+	// ReaderFrom/WriterTo path that allocates its own.
+	n, err := io.CopyBuffer(dst, struct{ io.Reader }{rc}, s.copyBuf)
+	if err != nil && !errors.Is(err, errTopDone) {
+		// "+OK" is out and part of the message may be: the only honest
+		// thing left is to drop the connection, so the client sees a
+		// truncated reply rather than a wrong one.
+		s.log.Error("reading message", "user", s.authUser, "msg", i+1, "err", err)
+		return fmt.Errorf("streaming message %d: %w", i+1, err)
+	}
+	if err := dw.Close(); err != nil {
+		return err
+	}
+	if bodyLines < 0 {
+		s.retrieved++
+		s.bytesSent += n
+	}
+	return nil
+}
+
+var errTopDone = errors.New("top: enough lines")
+
+// topWriter passes the header, the empty line that ends it, and bodyLines
+// lines of the body, then stops the copy with errTopDone.
+type topWriter struct {
+	w         io.Writer
+	inBody    bool
+	bodyLines int
+	lineStart bool // at the start of a line
+	lineEmpty bool // the current line so far is empty or a lone CR
+}
+
+func (t *topWriter) Write(p []byte) (int, error) {
+	for i, c := range p {
+		if t.inBody && t.lineStart && t.bodyLines == 0 {
+			if _, err := t.w.Write(p[:i]); err != nil {
+				return 0, err
+			}
+			return i, errTopDone
+		}
+		if t.lineStart {
+			t.lineEmpty = true
+		}
+		t.lineStart = false
+		switch c {
+		case '\n':
+			if t.inBody {
+				t.bodyLines--
+			} else if t.lineEmpty {
+				t.inBody = true
+			}
+			t.lineStart = true
+		case '\r':
+		default:
+			t.lineEmpty = false
+		}
+	}
+	if _, err := t.w.Write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
