@@ -20,7 +20,7 @@ import (
 // Errors a Store returns; callers test them with errors.Is.
 var (
 	// ErrInUse: another session (in this or another process) holds the
-	// maildrop lock. POP3 answers -ERR [IN-USE] (RFC 2449 §8.1.1).
+	// maildrop lock. POP3 answers -ERR [IN-USE] (RFC 2449 §8.1.2).
 	ErrInUse = errors.New("store: maildrop in use")
 	// ErrNoSuchMessage: a message index outside the snapshot.
 	ErrNoSuchMessage = errors.New("store: no such message")

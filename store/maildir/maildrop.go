@@ -1,0 +1,253 @@
+package maildir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/popbox/popbox/store"
+)
+
+// errClosed: the maildrop was already committed or closed.
+var errClosed = errors.New("maildir: maildrop closed")
+
+// commitLockWait bounds how long Commit waits for the index lock, which is
+// normally held for milliseconds; the deletions themselves are already
+// durable by then, so giving up only leaves stale index records that the
+// next Open drops.
+const commitLockWait = 30 * time.Second
+
+// Open implements store.Store: it takes the session lock without waiting
+// (store.ErrInUse if held), then, under the index lock, reconciles the
+// index with new/ and cur/ and returns the snapshot.
+func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
+	mb, err := s.mailbox(user)
+	if err != nil {
+		return nil, err
+	}
+	// RFC 1939 §4: the server acquires an exclusive-access lock on the
+	// maildrop; RFC 2449 §8.1.2 [IN-USE] when it cannot.
+	session, err := tryLock(mb.path(sessionLockName))
+	if errors.Is(err, errLocked) {
+		return nil, fmt.Errorf("%w: %s", store.ErrInUse, user)
+	}
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.snapshot(ctx, mb)
+	if err != nil {
+		unlock(session)
+		return nil, err
+	}
+	s.cleanTmp(mb)
+	msgs := make([]store.MessageInfo, len(snap))
+	for i, e := range snap {
+		msgs[i] = store.MessageInfo{UIDL: formatUIDL(e.uid, e.epoch), Size: e.size}
+	}
+	return &maildrop{s: s, mb: mb, lock: session, snap: snap, msgs: msgs}, nil
+}
+
+func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, error) {
+	lk, err := waitLock(ctx, mb.path(indexLockName))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock(lk)
+	return s.reconcile(ctx, mb)
+}
+
+// maildrop is one POP3 session's view of a mailbox.
+type maildrop struct {
+	s    *Store
+	mb   mailbox
+	snap []entry
+	msgs []store.MessageInfo
+
+	mu        sync.Mutex // Close may come from another goroutine at shutdown
+	lock      *os.File   // the session lock; nil once released
+	committed bool
+}
+
+var _ store.Maildrop = (*maildrop)(nil)
+
+func (m *maildrop) Messages() []store.MessageInfo { return m.msgs }
+
+// Open returns the message file itself, so RETR streams from disk. If
+// another tool moved the file or changed its flags since the snapshot, it
+// is found again by its key.
+func (m *maildrop) Open(i int) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock == nil {
+		return nil, errClosed
+	}
+	if i < 0 || i >= len(m.snap) {
+		return nil, fmt.Errorf("%w: %d", store.ErrNoSuchMessage, i)
+	}
+	e := &m.snap[i]
+	f, err := openMessage(m.mb.path(e.sub, e.name))
+	if err == nil {
+		return f, nil
+	}
+	if !isNotExist(err) {
+		return nil, err
+	}
+	df, ok, ferr := findByKey(m.mb, e.key)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if !ok {
+		return nil, fmt.Errorf("maildir: message %d (%s): %w", i, e.key, fs.ErrNotExist)
+	}
+	e.sub, e.name = df.sub, df.name
+	f, err = openMessage(m.mb.path(e.sub, e.name))
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func openMessage(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Commit implements RFC 1939 §6 (UPDATE state): unlink the files, sync the
+// directories, drop the records from the index, release the lock. The lock
+// is released whatever happens: the session is over. Bad indexes fail the
+// whole Commit before anything is deleted.
+func (m *maildrop) Commit(deleted []int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock == nil {
+		if m.committed {
+			return nil
+		}
+		return errClosed
+	}
+	defer func() {
+		unlock(m.lock)
+		m.lock = nil
+		m.committed = true
+	}()
+	for _, i := range deleted {
+		if i < 0 || i >= len(m.snap) {
+			return fmt.Errorf("%w: %d", store.ErrNoSuchMessage, i)
+		}
+	}
+	if len(deleted) == 0 {
+		return nil
+	}
+	doomed := map[int]bool{}
+	for _, i := range deleted {
+		doomed[i] = true
+	}
+	var moved map[string]dirFile // built on the first ENOENT
+	touched := map[string]bool{}
+	keys := make(map[string]bool, len(doomed))
+	for i := range doomed {
+		e := m.snap[i]
+		keys[e.key] = true
+		err := os.Remove(m.mb.path(e.sub, e.name))
+		if err == nil {
+			touched[e.sub] = true
+			continue
+		}
+		if !isNotExist(err) {
+			return fmt.Errorf("maildir: delete %s: %w", e.name, err)
+		}
+		if moved == nil {
+			files, err := listFiles(m.mb)
+			if err != nil {
+				return err
+			}
+			moved = make(map[string]dirFile, len(files))
+			for _, f := range files {
+				moved[parseFileName(f.name).key] = f
+			}
+		}
+		f, ok := moved[e.key]
+		if !ok {
+			continue // already gone: not an error
+		}
+		if err := os.Remove(m.mb.path(f.sub, f.name)); err != nil && !isNotExist(err) {
+			return fmt.Errorf("maildir: delete %s: %w", f.name, err)
+		}
+		touched[f.sub] = true
+	}
+	for sub := range touched {
+		if err := m.s.syncDir(m.mb.path(sub)); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitLockWait)
+	defer cancel()
+	return m.s.dropFromIndex(ctx, m.mb, keys)
+}
+
+// Close releases the lock and changes nothing.
+func (m *maildrop) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock == nil {
+		return nil
+	}
+	err := unlock(m.lock)
+	m.lock = nil
+	return err
+}
+
+// dropFromIndex rewrites the index without the given keys. It rereads the
+// index under the lock, so records Deliver appended during the session stay,
+// and stamps the header with the current counter, so that deleting the
+// newest message cannot lower the uid recovery would compute.
+func (s *Store) dropFromIndex(ctx context.Context, mb mailbox, keys map[string]bool) error {
+	lk, err := waitLock(ctx, mb.path(indexLockName))
+	if err != nil {
+		return err
+	}
+	defer unlock(lk)
+	idx, _, err := s.readIndex(mb)
+	if err != nil {
+		return err
+	}
+	ctr, ctrOK, err := s.readCounter(mb)
+	if err != nil {
+		return err
+	}
+	var seen uidSeen
+	recs := make([]record, 0, len(idx.recs))
+	pos := make(map[string]int, len(idx.recs))
+	for _, r := range idx.recs {
+		seen.add(r.uid, r.epoch)
+		if keys[r.key] {
+			continue
+		}
+		if j, dup := pos[r.key]; dup {
+			recs[j] = r
+			continue
+		}
+		pos[r.key] = len(recs)
+		recs = append(recs, r)
+	}
+	next, fresh := recoverCounter(ctr, ctrOK, idx, seen)
+	if !ctrOK || next != ctr {
+		if fresh {
+			s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)
+		}
+		if err := s.writeCounter(mb, next); err != nil {
+			return err
+		}
+	}
+	return s.writeIndex(mb, next, recs)
+}

@@ -1,0 +1,433 @@
+package maildir
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// maxNameLen is NAME_MAX on Linux file systems.
+const maxNameLen = 255
+
+// dirFile is a regular file found in new/ or cur/.
+type dirFile struct {
+	sub  string // "new" or "cur"
+	name string
+}
+
+// listFiles reads new/ and cur/ without stat'ing or opening any message:
+// the type comes from the directory entry. Dot files are skipped as the
+// Maildir spec asks, and so is anything not a regular file: a symlink in a
+// Maildir could otherwise serve any file the server can read.
+func listFiles(mb mailbox) ([]dirFile, error) {
+	var out []dirFile
+	for _, sub := range []string{"new", "cur"} {
+		d, err := os.Open(mb.path(sub))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: scan: %w", err)
+		}
+		ents, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("maildir: scan %s: %w", sub, err)
+		}
+		if out == nil {
+			out = make([]dirFile, 0, len(ents)+16)
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if n == "" || n[0] == '.' || !e.Type().IsRegular() {
+				continue
+			}
+			out = append(out, dirFile{sub: sub, name: n})
+		}
+	}
+	return out, nil
+}
+
+// findByKey looks for the file that now holds key, after another tool moved
+// it from new/ to cur/ or changed its flags.
+func findByKey(mb mailbox, key string) (dirFile, bool, error) {
+	files, err := listFiles(mb)
+	if err != nil {
+		return dirFile{}, false, err
+	}
+	for _, f := range files {
+		if parseFileName(f.name).key == key {
+			return f, true, nil
+		}
+	}
+	return dirFile{}, false, nil
+}
+
+// uidSeen tracks the highest uid seen per epoch, for counter recovery.
+type uidSeen struct {
+	any      bool
+	maxEpoch uint32
+	maxUID   map[uint32]uint32
+}
+
+func (u *uidSeen) add(uid, epoch uint32) {
+	if u.maxUID == nil {
+		u.maxUID = make(map[uint32]uint32)
+	}
+	if !u.any || epoch > u.maxEpoch {
+		u.maxEpoch = epoch
+	}
+	u.any = true
+	if uid > u.maxUID[epoch] {
+		u.maxUID[epoch] = uid
+	}
+}
+
+// recoverCounter decides the counter from every source there is: the
+// counter file, the index header, and the uids carried by index records and
+// file names. The newest epoch any of them mentions wins. If the counter
+// file or the index header vouches for that epoch, next is the largest of
+// what they say and the highest uid seen plus one. If neither does, the
+// highest uid ever handed out in that epoch is unknowable (its message may
+// have been deleted), so a new epoch begins instead: older UIDLs all stay
+// valid, and none can ever come back.
+func recoverCounter(ctr counterState, ctrOK bool, idx indexData, seen uidSeen) (c counterState, fresh bool) {
+	have := seen.any
+	top := seen.maxEpoch
+	consider := func(e uint32) {
+		if !have || e > top {
+			top = e
+		}
+		have = true
+	}
+	if ctrOK {
+		consider(ctr.epoch)
+	}
+	if idx.header {
+		consider(idx.epoch)
+	}
+	var next uint64
+	if ctrOK && ctr.epoch == top {
+		next = ctr.next
+	}
+	if idx.header && idx.epoch == top {
+		next = max(next, idx.next)
+	}
+	if next == 0 {
+		return counterState{epoch: newEpoch(top, have), next: 1}, true
+	}
+	if m, ok := seen.maxUID[top]; ok {
+		next = max(next, uint64(m)+1)
+	}
+	return counterState{epoch: top, next: next}, false
+}
+
+// recoverFromDisk rebuilds the counter when its file is missing or damaged,
+// from the index and the names in new/ and cur/ (no message is read).
+func (s *Store) recoverFromDisk(mb mailbox) (counterState, error) {
+	idx, _, err := s.readIndex(mb)
+	if err != nil {
+		return counterState{}, err
+	}
+	files, err := listFiles(mb)
+	if err != nil {
+		return counterState{}, err
+	}
+	var seen uidSeen
+	for _, r := range idx.recs {
+		seen.add(r.uid, r.epoch)
+	}
+	for _, f := range files {
+		if fn := parseFileName(f.name); fn.hasFields {
+			seen.add(fn.uid, fn.epoch)
+		}
+	}
+	c, fresh := recoverCounter(counterState{}, false, idx, seen)
+	if fresh {
+		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", c.epoch)
+	}
+	return c, nil
+}
+
+// entry is one message of a snapshot.
+type entry struct {
+	sub   string
+	name  string
+	key   string
+	uid   uint32
+	epoch uint32
+	size  int64
+}
+
+// candidate is a file during reconcile.
+type candidate struct {
+	entry
+	fn      fileName
+	conf    int  // evidence for its uid: 2 name and index agree, 1 one of them
+	fresh   bool // needs a new uid (and its wire size measured)
+	newBase bool // its key is taken by another file: give it a new unique base
+	rename  bool // its name should carry popbox's fields
+}
+
+// reconcile brings the counter, the index and the file names into
+// agreement with what is in new/ and cur/, and returns the snapshot in
+// delivery order. It runs under the index lock. On a warm mailbox it reads
+// the counter, the index and two directories and writes nothing.
+//
+// Every message ends up with a uid exactly once: from its name (files
+// popbox delivered or already renamed), else from the index (foreign files
+// indexed before), else a fresh one. Fresh uids are persisted (counter
+// file, then the file's new name, then the index) before reconcile returns,
+// so before any client can see them.
+func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
+	ctr, ctrOK, err := s.readCounter(mb)
+	if err != nil {
+		return nil, err
+	}
+	idx, idxExists, err := s.readIndex(mb)
+	if err != nil {
+		return nil, err
+	}
+	dirty := !idxExists || idx.damaged
+	var seen uidSeen
+	byKey := make(map[string]record, len(idx.recs))
+	for _, r := range idx.recs {
+		if _, dup := byKey[r.key]; dup {
+			dirty = true
+		}
+		byKey[r.key] = r
+		seen.add(r.uid, r.epoch)
+	}
+
+	files, err := listFiles(mb)
+	if err != nil {
+		return nil, err
+	}
+	cands := make([]candidate, len(files))
+	matched := 0
+	for i, f := range files {
+		fn := parseFileName(f.name)
+		c := candidate{entry: entry{sub: f.sub, name: f.name, key: fn.key}, fn: fn}
+		rec, inIdx := byKey[fn.key]
+		if inIdx {
+			matched++
+		}
+		switch {
+		case fn.hasFields:
+			c.uid, c.epoch, c.size, c.conf = fn.uid, fn.epoch, fn.size, 1
+			if inIdx && rec.uid == fn.uid && rec.epoch == fn.epoch && rec.size == fn.size {
+				c.conf = 2
+			} else {
+				dirty = true // the index lacks or contradicts it; the name wins
+			}
+			seen.add(fn.uid, fn.epoch)
+		case inIdx:
+			c.uid, c.epoch, c.size, c.conf = rec.uid, rec.epoch, rec.size, 1
+			c.rename = true
+		default:
+			c.fresh, c.rename = true, true
+		}
+		cands[i] = c
+	}
+	if matched != len(byKey) {
+		dirty = true // stale records: files deleted behind our back
+	}
+
+	if resolveDuplicates(cands) {
+		dirty = true
+	}
+
+	// Fresh files get uids in name order: Maildir names start with the
+	// delivery time, so this approximates delivery order.
+	var fresh []int
+	for i := range cands {
+		if cands[i].fresh {
+			fresh = append(fresh, i)
+		}
+	}
+	slices.SortFunc(fresh, func(a, b int) int { return cmp.Compare(cands[a].name, cands[b].name) })
+	gone := map[int]bool{}
+	for _, i := range fresh {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("maildir: open: %w", err)
+		}
+		c := &cands[i]
+		size, err := s.measure(mb.path(c.sub, c.name))
+		if isNotExist(err) {
+			gone[i] = true // moved or deleted since the scan; next Open sees it
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("maildir: size of %s: %w", c.name, err)
+		}
+		c.size = size
+	}
+
+	next, newEpoch := recoverCounter(ctr, ctrOK, idx, seen)
+	if newEpoch {
+		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)
+	}
+	for _, i := range fresh {
+		if !gone[i] {
+			cands[i].uid, cands[i].epoch, next = s.allocate(next)
+		}
+	}
+	if !ctrOK || next != ctr {
+		if err := s.writeCounter(mb, next); err != nil {
+			return nil, err
+		}
+	}
+	if !idx.header || idx.epoch != next.epoch {
+		dirty = true
+	}
+
+	// Put uids into names, so that a lost index costs nothing.
+	syncNeeded := map[string]bool{}
+	for i := range cands {
+		c := &cands[i]
+		if gone[i] || !(c.rename || c.newBase) {
+			continue
+		}
+		key := c.key
+		if c.newBase {
+			key, err = uniqueBase(time.Now(), s.pid, s.seq.Add(1), s.host)
+			if err != nil {
+				return nil, err
+			}
+		}
+		name := withFields(key, c.uid, c.epoch, c.size, c.fn.info, c.fn.hasInfo)
+		if len(name) > maxNameLen && !c.newBase {
+			continue // no room in the name: the index alone keeps its UIDL
+		}
+		if err := os.Rename(mb.path(c.sub, c.name), mb.path(c.sub, name)); err != nil {
+			if c.newBase {
+				// It cannot stay under a key another message owns.
+				s.log.Warn("maildir: cannot rename duplicate, leaving it out", "user", mb.user, "file", c.name, "err", err)
+				gone[i] = true
+			} else if !isNotExist(err) {
+				s.log.Warn("maildir: cannot add UIDL to file name", "user", mb.user, "file", c.name, "err", err)
+			}
+			continue
+		}
+		c.name, c.key = name, key
+		syncNeeded[c.sub] = true
+		dirty = true
+	}
+	for sub := range syncNeeded {
+		if err := s.syncDir(mb.path(sub)); err != nil {
+			return nil, err
+		}
+	}
+
+	snap := make([]entry, 0, len(cands)-len(gone))
+	for i := range cands {
+		if !gone[i] {
+			snap = append(snap, cands[i].entry)
+		}
+	}
+	// Delivery order: epochs only grow, uids grow within an epoch.
+	slices.SortFunc(snap, func(a, b entry) int {
+		if c := cmp.Compare(a.epoch, b.epoch); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.uid, b.uid)
+	})
+	if dirty || len(fresh) > 0 {
+		recs := make([]record, len(snap))
+		for i, e := range snap {
+			recs[i] = record{key: e.key, uid: e.uid, epoch: e.epoch, size: e.size}
+		}
+		if err := s.writeIndex(mb, next, recs); err != nil {
+			return nil, err
+		}
+	}
+	return snap, nil
+}
+
+// resolveDuplicates makes uids and keys unique among the candidates. Two
+// files can claim one uid when a file was copied (within the Maildir or from
+// another popbox mailbox), or one key when it exists in both new/ and cur/.
+// The file with the best evidence (then the smaller name) keeps the uid;
+// the others become fresh messages with a new base. It reports whether it
+// changed anything.
+func resolveDuplicates(cands []candidate) bool {
+	better := func(a, b *candidate) bool {
+		if a.conf != b.conf {
+			return a.conf > b.conf
+		}
+		return a.name < b.name
+	}
+	changed := false
+	byUID := make(map[uint64]int, len(cands))
+	for i := range cands {
+		c := &cands[i]
+		if c.fresh {
+			continue
+		}
+		u := uint64(c.epoch)<<32 | uint64(c.uid)
+		j, dup := byUID[u]
+		if !dup {
+			byUID[u] = i
+			continue
+		}
+		changed = true
+		loser := c
+		if better(c, &cands[j]) {
+			byUID[u] = i
+			loser = &cands[j]
+		}
+		loser.fresh, loser.newBase, loser.uid, loser.epoch, loser.conf = true, true, 0, 0, 0
+	}
+	// Keys: uid holders first, then fresh files in name order.
+	order := make([]int, 0, len(cands))
+	for i := range cands {
+		if !cands[i].fresh {
+			order = append(order, i)
+		}
+	}
+	var rest []int
+	for i := range cands {
+		if cands[i].fresh && !cands[i].newBase {
+			rest = append(rest, i)
+		}
+	}
+	slices.SortFunc(rest, func(a, b int) int { return cmp.Compare(cands[a].name, cands[b].name) })
+	order = append(order, rest...)
+	keys := make(map[string]bool, len(cands))
+	for _, i := range order {
+		c := &cands[i]
+		if keys[c.key] {
+			c.newBase = true
+			changed = true
+			continue
+		}
+		keys[c.key] = true
+	}
+	return changed
+}
+
+// cleanTmp removes files an MDA left in tmp/ more than 36 hours ago.
+func (s *Store) cleanTmp(mb mailbox) {
+	d, err := os.Open(mb.path("tmp"))
+	if err != nil {
+		return
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-tmpMaxAge)
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.ModTime().After(cutoff) {
+			continue
+		}
+		if err := os.Remove(mb.path("tmp", e.Name())); err == nil || isNotExist(err) {
+			s.log.Info("maildir: removed stale tmp file", "user", mb.user, "file", e.Name())
+		}
+	}
+}
