@@ -1,0 +1,450 @@
+// Package config reads and checks the popbox server's TOML configuration.
+//
+// Implementation notes:
+//
+//   - A file only overrides: Parse starts from Default() and sets the keys the
+//     file names, so an empty file is a working configuration and
+//     popbox.example.toml (which shows every key at its default) parses to
+//     exactly Default().
+//   - Errors point at the file, the line and the key ("popbox.toml:7:
+//     pop3.idle_timeout: "5x" is not a duration"), because a config error is
+//     read by an administrator at a terminal, not by code. Code tells the kinds
+//     apart with errors.Is against ErrSyntax, ErrUnknownKey, ErrWrongType and
+//     ErrInvalidValue, and gets the parts from *Error with errors.As.
+//   - The toml package is used only to parse the document into a generic map;
+//     the values are then copied into Config here, walking the struct's toml
+//     tags. Letting toml decode into the struct would be shorter, but it
+//     matches keys case-insensitively ("LISTEN" would silently set listen),
+//     reports type errors only as text, and stops at the first of them in map
+//     order. Doing it here gives exact-case keys, every problem in document
+//     order, and the same message format for all of them.
+//   - toml v1.6.0 keeps the position of keys private (MetaData.keyInfo), so
+//     scan reads the document first to map every key to the line that
+//     defines it. The same pass bounds nesting depth and key length, on which
+//     the toml parser spends quadratic time. FuzzParse checks that the scanner
+//     finds every key toml reports.
+//   - Semantic checks (Validate) are separate from decoding so that code that
+//     builds a Config by hand (tests, the command line) gets the same checks;
+//     Parse adds the file and line to the errors Validate returns.
+//   - Relative paths (data_dir) are kept as written: resolving them is the
+//     caller's choice (relative to the working directory or to the file).
+//   - Input is bounded: Load and Parse refuse documents over MaxFileSize, and
+//     Parse those nested deeper than 32 levels or with keys of more than 32
+//     parts.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// MaxFileSize bounds the configuration file Load and Parse accept. A real
+// configuration is a few kilobytes; the bound keeps a wrong path (a log file, a
+// device) from being read whole into memory.
+const MaxFileSize = 1 << 20
+
+// Values of POP3.PlaintextAuth.
+const (
+	// PlaintextNever refuses USER/PASS and AUTH PLAIN until TLS is active.
+	PlaintextNever = "never"
+	// PlaintextLoopback allows them without TLS only on loopback connections
+	// (local tests, a stunnel or proxy on the same host).
+	PlaintextLoopback = "loopback"
+	// PlaintextAlways allows them everywhere; passwords then cross the
+	// network in the clear.
+	PlaintextAlways = "always"
+)
+
+// MinIdleTimeout is the shortest idle timeout allowed without
+// allow_short_idle_timeout. RFC 1939 §3: the server's inactivity autologout
+// timer "MUST be of at least 10 minutes' duration".
+const MinIdleTimeout = 10 * time.Minute
+
+// Config is the server configuration. Its zero value is not useful: start
+// from Default() or Parse.
+type Config struct {
+	// DataDir holds mailboxes, the user database and generated TLS
+	// certificates. A relative path is kept relative.
+	DataDir string `toml:"data_dir"`
+	POP3    POP3   `toml:"pop3"`
+	TLS     TLS    `toml:"tls"`
+	Log     Log    `toml:"log"`
+}
+
+// POP3 configures the POP3 listeners and sessions.
+type POP3 struct {
+	// Listen is the address for POP3 with STLS (RFC 2595 §4); "" disables it.
+	Listen string `toml:"listen"`
+	// ListenTLS is the address for POP3 over implicit TLS (RFC 8314 §3.3,
+	// "pop3s"); "" disables it.
+	ListenTLS string `toml:"listen_tls"`
+	// Hostname is the name the server gives in its greeting.
+	Hostname string `toml:"hostname"`
+	// PlaintextAuth is PlaintextNever, PlaintextLoopback or PlaintextAlways.
+	PlaintextAuth string `toml:"plaintext_auth"`
+	// IdleTimeout closes a session that sends nothing for this long.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// AllowShortIdleTimeout permits IdleTimeout below MinIdleTimeout
+	// (tests, hostile networks), against RFC 1939 §3.
+	AllowShortIdleTimeout bool `toml:"allow_short_idle_timeout"`
+	// MaxLine bounds a command line in octets, CRLF included.
+	MaxLine int `toml:"max_line"`
+	// MaxAuthLine bounds a SASL continuation line in octets.
+	MaxAuthLine int `toml:"max_auth_line"`
+	// MaxBadCommands closes a session after this many consecutive errors.
+	MaxBadCommands int `toml:"max_bad_commands"`
+	// AuthFailureDelay is waited before answering a failed authentication.
+	AuthFailureDelay Duration `toml:"auth_failure_delay"`
+	// ShutdownGrace is how long shutdown waits for sessions to end.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// MaxConnections bounds concurrent sessions over all listeners.
+	MaxConnections int `toml:"max_connections"`
+}
+
+// TLS names the certificate. With both fields empty a self-signed
+// certificate is generated in DataDir.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is text or json.
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written in TOML as a string in
+// time.ParseDuration syntax ("10m", "30s", "1h30m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses s as in time.ParseDuration.
+func (d *Duration) UnmarshalText(s []byte) error {
+	v, err := parseDuration(string(s))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes d as time.Duration.String does ("10m0s"), which
+// UnmarshalText reads back.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(d.Duration.String()), nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	return v, nil
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() Config {
+	return Config{
+		DataDir: "./popbox-data",
+		POP3: POP3{
+			Listen:           "127.0.0.1:1110",
+			ListenTLS:        "127.0.0.1:1995",
+			Hostname:         defaultHostname(),
+			PlaintextAuth:    PlaintextLoopback,
+			IdleTimeout:      Duration{MinIdleTimeout},
+			MaxLine:          255, // RFC 2449 §4: 255 octets including CRLF
+			MaxAuthLine:      8192,
+			MaxBadCommands:   20,
+			AuthFailureDelay: Duration{2 * time.Second},
+			ShutdownGrace:    Duration{30 * time.Second},
+			MaxConnections:   1000,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// defaultHostname is os.Hostname when that is usable in a greeting, else
+// "localhost", so that Default() always passes Validate.
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || checkHostname(h) != "" {
+		return "localhost"
+	}
+	return h
+}
+
+// Load reads the file at path and parses it as Parse does, naming the file
+// by path in errors. A missing file is an error (errors.Is(err,
+// fs.ErrNotExist)); the caller decides whether to fall back to Default().
+func Load(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes a TOML document over Default() and validates the result.
+// name is the file name used in error messages. On error it returns the zero
+// Config and an error listing every problem (errors.Join of *Error), each with
+// name, line and key where known.
+func Parse(data []byte, name string) (Config, error) {
+	if len(data) > MaxFileSize {
+		return Config{}, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize), Kind: ErrTooLarge}
+	}
+	lines, serr := scan(data)
+	if serr != nil {
+		serr.File = name
+		return Config{}, serr
+	}
+	var raw map[string]any
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		e := &Error{File: name, Msg: "invalid TOML: " + err.Error(), Kind: ErrSyntax, Err: err}
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			e.Line, e.Msg = pe.Position.Line, "invalid TOML: "+pe.Message
+		}
+		return Config{}, e
+	}
+
+	at := func(e *Error) *Error {
+		e.File = name
+		if e.Key != "" {
+			e.Line = lines[e.Key]
+		}
+		return e
+	}
+
+	cfg := Default()
+	fields := schema()
+	var errs []error
+	// Keys already reported: their sub-keys, and their repetitions in
+	// arrays of tables, would only be noise.
+	bad := map[string]bool{}
+	for _, k := range md.Keys() {
+		key := k.String()
+		if bad[key] || underBad(k, bad) {
+			continue
+		}
+		f, ok := fields[key]
+		if !ok {
+			bad[key] = true
+			errs = append(errs, at(&Error{Key: key, Msg: "unknown key", Kind: ErrUnknownKey}))
+			continue
+		}
+		if e := f.set(&cfg, lookup(raw, k)); e != nil {
+			bad[key] = true
+			e.Key = key
+			errs = append(errs, at(e))
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(truncate(errs)...)
+	}
+	if problems := cfg.check(); len(problems) > 0 {
+		for _, e := range problems {
+			at(e)
+		}
+		// Document order; problems with keys the file does not set last.
+		slices.SortStableFunc(problems, func(a, b *Error) int {
+			return cmp.Compare(lineOrMax(a.Line), lineOrMax(b.Line))
+		})
+		for _, e := range problems {
+			errs = append(errs, e)
+		}
+		return Config{}, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// maxErrors bounds the problems reported at once: a wrong file (not a
+// configuration at all) could otherwise make an error of megabytes.
+const maxErrors = 20
+
+// truncate keeps the first maxErrors errors and says how many it dropped.
+func truncate(errs []error) []error {
+	if len(errs) <= maxErrors {
+		return errs
+	}
+	first := errs[maxErrors].(*Error)
+	more := &Error{File: first.File, Msg: fmt.Sprintf("%d more problems not shown", len(errs)-maxErrors), Kind: first.Kind}
+	return append(errs[:maxErrors:maxErrors], more)
+}
+
+func lineOrMax(n int) int {
+	if n == 0 {
+		return math.MaxInt
+	}
+	return n
+}
+
+// underBad reports whether a proper prefix of k is in bad.
+func underBad(k toml.Key, bad map[string]bool) bool {
+	for i := 1; i < len(k); i++ {
+		if bad[k[:i].String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the raw value at key path k, or nil.
+func lookup(raw map[string]any, k toml.Key) any {
+	var v any = raw
+	for _, part := range k {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[part]
+	}
+	return v
+}
+
+// field is one key of Config: where it lives and what TOML type it takes.
+type field struct {
+	index []int
+	kind  fieldKind
+}
+
+type fieldKind int
+
+const (
+	kindTable fieldKind = iota
+	kindString
+	kindInt
+	kindBool
+	kindDuration
+)
+
+var durationType = reflect.TypeFor[Duration]()
+
+// schema maps every key of Config (tables included), in toml.Key.String
+// form, to its field. It is rebuilt per call: it is cheap and the package
+// keeps no mutable state.
+func schema() map[string]field {
+	m := map[string]field{}
+	var walk func(t reflect.Type, prefix toml.Key, index []int)
+	walk = func(t reflect.Type, prefix toml.Key, index []int) {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name := strings.Split(sf.Tag.Get("toml"), ",")[0]
+			if name == "" || name == "-" {
+				continue
+			}
+			key := append(prefix[:len(prefix):len(prefix)], name)
+			idx := append(index[:len(index):len(index)], i)
+			var kind fieldKind
+			switch {
+			case sf.Type == durationType:
+				kind = kindDuration
+			case sf.Type.Kind() == reflect.Struct:
+				kind = kindTable
+				walk(sf.Type, key, idx)
+			case sf.Type.Kind() == reflect.String:
+				kind = kindString
+			case sf.Type.Kind() == reflect.Int:
+				kind = kindInt
+			case sf.Type.Kind() == reflect.Bool:
+				kind = kindBool
+			default:
+				panic("config: no TOML mapping for field " + sf.Name) // programming error, caught by the tests
+			}
+			m[key.String()] = field{index: idx, kind: kind}
+		}
+	}
+	walk(reflect.TypeFor[Config](), nil, nil)
+	return m
+}
+
+// set stores the raw TOML value v into the field of cfg. The returned error
+// lacks Key, File and Line; the caller fills them.
+func (f field) set(cfg *Config, v any) *Error {
+	dst := reflect.ValueOf(cfg).Elem().FieldByIndex(f.index)
+	wrong := func(want string) *Error {
+		return &Error{Msg: fmt.Sprintf("expected %s, found %s", want, describe(v)), Kind: ErrWrongType}
+	}
+	switch f.kind {
+	case kindTable:
+		if _, ok := v.(map[string]any); !ok {
+			return wrong("a table")
+		}
+	case kindString:
+		s, ok := v.(string)
+		if !ok {
+			return wrong("a string")
+		}
+		dst.SetString(s)
+	case kindInt:
+		n, ok := v.(int64)
+		if !ok {
+			return wrong("an integer")
+		}
+		if dst.OverflowInt(n) {
+			return &Error{Msg: strconv.FormatInt(n, 10) + " is out of range", Kind: ErrInvalidValue}
+		}
+		dst.SetInt(n)
+	case kindBool:
+		b, ok := v.(bool)
+		if !ok {
+			return wrong("true or false")
+		}
+		dst.SetBool(b)
+	case kindDuration:
+		s, ok := v.(string)
+		if !ok {
+			return wrong(`a duration string such as "10m"`)
+		}
+		d, err := parseDuration(s)
+		if err != nil {
+			return &Error{Msg: err.Error(), Kind: ErrInvalidValue}
+		}
+		dst.Set(reflect.ValueOf(Duration{d}))
+	}
+	return nil
+}
+
+// describe names the TOML type of a value the toml package decoded into an
+// interface.
+func describe(v any) string {
+	switch v.(type) {
+	case nil:
+		return "no value"
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case time.Time:
+		return "a date-time"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("a %T", v)
+}

@@ -1,0 +1,157 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Bounds on sizes, so that no configuration lets a client make the server
+// buffer without limit.
+const (
+	minMaxLine     = 64 // room for the longest command plus a useful argument
+	maxMaxLine     = 64 << 10
+	maxMaxAuthLine = 1 << 20
+	maxAuthDelay   = time.Minute // longer only ties up connections
+)
+
+// Validate checks values the types alone cannot: enumerations, addresses,
+// ranges, and keys that only make sense together. It returns every problem,
+// joined, each an *Error naming its key.
+func (c Config) Validate() error {
+	problems := c.check()
+	errs := make([]error, len(problems))
+	for i, e := range problems {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) check() []*Error {
+	var errs []*Error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...), Kind: ErrInvalidValue})
+	}
+
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	} else if strings.ContainsRune(c.DataDir, 0) {
+		bad("data_dir", "must not contain a NUL byte")
+	}
+
+	p := c.POP3
+	for _, l := range []struct{ key, addr string }{{"pop3.listen", p.Listen}, {"pop3.listen_tls", p.ListenTLS}} {
+		if msg := checkListen(l.addr); msg != "" {
+			bad(l.key, "%s", msg)
+		}
+	}
+	switch {
+	case p.Listen == "" && p.ListenTLS == "":
+		bad("pop3.listen", "pop3.listen and pop3.listen_tls are both empty: no POP3 listener")
+	case p.Listen == p.ListenTLS && !strings.HasSuffix(p.Listen, ":0"):
+		bad("pop3.listen_tls", "same address as pop3.listen (%s)", p.Listen)
+	}
+	if msg := checkHostname(p.Hostname); msg != "" {
+		bad("pop3.hostname", "%s", msg)
+	}
+	switch p.PlaintextAuth {
+	case PlaintextNever, PlaintextLoopback, PlaintextAlways:
+	default:
+		bad("pop3.plaintext_auth", "must be one of %s, %s, %s, not %q", PlaintextNever, PlaintextLoopback, PlaintextAlways, p.PlaintextAuth)
+	}
+
+	// RFC 1939 §3: "If a session-timeout timer is used, it MUST be of at
+	// least 10 minutes' duration."
+	switch d := p.IdleTimeout.Duration; {
+	case d <= 0:
+		bad("pop3.idle_timeout", "must be positive")
+	case d < MinIdleTimeout && !p.AllowShortIdleTimeout:
+		bad("pop3.idle_timeout", "%s is below the %s minimum of RFC 1939 §3; set pop3.allow_short_idle_timeout = true to allow it", d, MinIdleTimeout)
+	}
+
+	// RFC 2449 §4: command lines are at most 255 octets including CRLF; a
+	// larger bound tolerates sloppy clients, a much smaller one breaks
+	// legitimate commands.
+	if p.MaxLine < minMaxLine || p.MaxLine > maxMaxLine {
+		bad("pop3.max_line", "must be between %d and %d, not %d", minMaxLine, maxMaxLine, p.MaxLine)
+	}
+	// A SASL response line (RFC 5034 §4) carries base64 and can be longer
+	// than a command, never shorter.
+	if p.MaxAuthLine < p.MaxLine || p.MaxAuthLine > maxMaxAuthLine {
+		bad("pop3.max_auth_line", "must be between pop3.max_line (%d) and %d, not %d", p.MaxLine, maxMaxAuthLine, p.MaxAuthLine)
+	}
+	if p.MaxBadCommands < 1 {
+		bad("pop3.max_bad_commands", "must be at least 1, not %d", p.MaxBadCommands)
+	}
+	if d := p.AuthFailureDelay.Duration; d < 0 || d > maxAuthDelay {
+		bad("pop3.auth_failure_delay", "must be between 0s and %s, not %s", maxAuthDelay, d)
+	}
+	if d := p.ShutdownGrace.Duration; d < 0 {
+		bad("pop3.shutdown_grace", "must not be negative, not %s", d)
+	}
+	if p.MaxConnections < 1 {
+		bad("pop3.max_connections", "must be at least 1, not %d", p.MaxConnections)
+	}
+
+	switch t := c.TLS; {
+	case t.CertFile != "" && t.KeyFile == "":
+		bad("tls.cert_file", "set without tls.key_file: set both, or neither for a self-signed certificate")
+	case t.CertFile == "" && t.KeyFile != "":
+		bad("tls.key_file", "set without tls.cert_file: set both, or neither for a self-signed certificate")
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be one of debug, info, warn, error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be one of text, json, not %q", c.Log.Format)
+	}
+	return errs
+}
+
+// checkListen returns why addr is not a usable listen address, or "" when
+// it is (or is empty, which disables the listener).
+func checkListen(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		why := err.Error()
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			why = ae.Err
+		}
+		return fmt.Sprintf("%q is not host:port (%s)", addr, why)
+	}
+	// Numeric only: a service name would depend on /etc/services, and the
+	// POP3 ones name the standard ports, rarely what a test setup wants.
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return ""
+}
+
+// checkHostname returns why h cannot be the greeting's host name, or "".
+// RFC 1939 §4 puts it in the +OK greeting line, and an APOP timestamp
+// (RFC 1939 §7) has the msg-id form <...@host>, so it must be one printable
+// word.
+func checkHostname(h string) string {
+	const msg = "must be 1 to 253 printable ASCII characters, without spaces or angle brackets"
+	if h == "" || len(h) > 253 {
+		return msg
+	}
+	for i := range len(h) {
+		if h[i] <= ' ' || h[i] > '~' || h[i] == '<' || h[i] == '>' {
+			return msg
+		}
+	}
+	return ""
+}
