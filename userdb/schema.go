@@ -1,0 +1,58 @@
+package userdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are the schema steps; migrations()[i] takes the database from
+// user_version i to i+1. Append only: released steps never change, since
+// existing databases have already run them.
+func migrations() []string {
+	return []string{
+		// 1: accounts. name is the canonical (lower-case) name; created and
+		// updated are Unix seconds (updated: last password change).
+		`CREATE TABLE users (
+			name          TEXT    NOT NULL PRIMARY KEY CHECK (name = lower(name) AND length(name) BETWEEN 1 AND 64),
+			password_hash TEXT    NOT NULL,
+			created       INTEGER NOT NULL,
+			updated       INTEGER NOT NULL
+		) STRICT`,
+	}
+}
+
+// migrate brings the schema up to date inside one IMMEDIATE transaction
+// (the DSN's _txlock), so concurrent Opens of a new file serialise and the
+// second sees the first's work.
+func migrate(ctx context.Context, db *sql.DB) error {
+	steps := migrations()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("starting schema migration: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > len(steps) {
+		return fmt.Errorf("%w: version %d, this program knows up to %d", ErrSchemaTooNew, version, len(steps))
+	}
+	if version == len(steps) {
+		return nil
+	}
+	for i := version; i < len(steps); i++ {
+		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
+			return fmt.Errorf("schema migration to version %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(steps))); err != nil {
+		return fmt.Errorf("setting schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing schema migration: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,477 @@
+// Package userdb is popbox's account database: user names and password
+// hashes, in one SQLite file in the data directory (e.g. data/users.db).
+//
+// Implementation notes:
+//
+//   - Storage is SQLite through modernc.org/sqlite (pure Go, no cgo),
+//     because the server and the CLI ("popbox user add" while the server
+//     runs) change the same accounts concurrently and every change must be
+//     atomic, and because later work (app passwords, SCRAM secrets, login
+//     history) needs more than a passwd-style file can hold.
+//   - The database runs in WAL mode so readers (logins) never wait for a
+//     writer, with a busy timeout (Options.BusyTimeout) so that two writers
+//     in different processes queue for the lock instead of failing at once.
+//     Every write is a single statement, so it is atomic without an explicit
+//     transaction; the schema migration is an IMMEDIATE transaction so two
+//     processes opening a fresh file cannot both migrate.
+//   - The file is created mode 0600 before SQLite opens it; SQLite gives the
+//     -wal and -shm files the database file's mode. An existing file's mode is
+//     left alone.
+//   - The schema is versioned by PRAGMA user_version. Migrations are
+//     append-only SQL steps; Open applies the missing ones and refuses a
+//     database written by a newer popbox (ErrSchemaTooNew).
+//   - User names are ASCII, case-insensitive and stored lower case; see
+//     ValidName and Canonical.
+//   - Passwords are hashed by package passhash (argon2id). Hashes imported
+//     from Dovecot (bcrypt, SHA-crypt, argon2id) keep working and are
+//     replaced by current argon2id at the next successful login; so are
+//     argon2id hashes with parameters other than Options.Hash.
+//   - Authenticate takes the same time whether the user is unknown, the
+//     name is invalid or the password is wrong: unknown and invalid names
+//     are verified against a dummy argon2id hash with the current
+//     parameters, made once per DB. Only users with hashes of another
+//     scheme or cost (not yet upgraded) differ in timing, which reveals that
+//     the account exists; that is inherent in importing them.
+//   - At most Options.MaxConcurrentHashes hash computations run at a time.
+//     Hashing is CPU-bound, so more would not raise the login rate, only
+//     memory use (19 MiB per argon2id computation at the defaults) and
+//     everyone's latency.
+package userdb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/popbox/popbox/userdb/passhash"
+
+	_ "modernc.org/sqlite" // registers driver "sqlite"
+)
+
+// Errors returned by DB methods; test with errors.Is.
+var (
+	ErrNotFound    = errors.New("userdb: no such user")
+	ErrExists      = errors.New("userdb: user already exists")
+	ErrAuthFailed  = errors.New("userdb: authentication failed")
+	ErrInvalidName = errors.New("userdb: invalid user name")
+	// ErrInvalidPassword is passhash.ErrInvalidPassword: a password that
+	// may not be set (see ValidPassword).
+	ErrInvalidPassword = passhash.ErrInvalidPassword
+	// ErrSchemaTooNew: the database was written by a newer version of
+	// popbox, whose schema this one does not know.
+	ErrSchemaTooNew = errors.New("userdb: database schema is newer than this program")
+)
+
+// User is one account as listed.
+type User struct {
+	// Name is the canonical (lower-case) name.
+	Name    string
+	Created time.Time
+	// PasswordScheme names the stored hash's scheme: passhash.SchemeArgon2id
+	// ("argon2id"), "bcrypt", "sha512-crypt", "sha256-crypt", or "unknown"
+	// for a hash that cannot be verified (only possible by editing the
+	// database by hand).
+	PasswordScheme string
+}
+
+// Options configure Open. The zero value means the defaults.
+type Options struct {
+	// Hash are the argon2id parameters for new and upgraded hashes; zero
+	// means passhash.DefaultParams().
+	Hash passhash.Params
+	// MaxConcurrentHashes bounds simultaneous hash computations (logins,
+	// password changes); zero means runtime.GOMAXPROCS(0).
+	MaxConcurrentHashes int
+	// BusyTimeout is how long a write waits for another connection or
+	// process holding the write lock; zero means 5 s.
+	BusyTimeout time.Duration
+	// Logger receives hash upgrades and unusable stored hashes; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+const defaultBusyTimeout = 5 * time.Second
+
+// DB is an open user database. Its methods are safe for concurrent use, and
+// several DBs (in one or more processes) may use the same file.
+type DB struct {
+	sql     *sql.DB
+	params  passhash.Params
+	log     *slog.Logger
+	hashSem chan struct{}
+	// dummyHash is an argon2id hash of a random password with params,
+	// verified against when the user does not exist. Made on first use so
+	// that CLI commands that never authenticate do not pay for it.
+	dummyHash func() (string, error)
+}
+
+// Open opens the database at path, creating the file (mode 0600) and the
+// schema if needed. The directory must exist.
+func Open(path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("userdb: empty database path")
+	}
+	params := opts.Hash
+	if params == (passhash.Params{}) {
+		params = passhash.DefaultParams()
+	}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("userdb: %w", err)
+	}
+	maxHashes := opts.MaxConcurrentHashes
+	if maxHashes <= 0 {
+		maxHashes = runtime.GOMAXPROCS(0)
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = defaultBusyTimeout
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("userdb: %w", err)
+	}
+	// Create the file ourselves: SQLite would create it 0644 (less umask),
+	// and it holds password hashes.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("userdb: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("userdb: %w", err)
+	}
+
+	// Pragmas run on every new connection of the pool. busy_timeout is
+	// applied first by the driver, so the journal_mode switch below waits
+	// for a lock too. _txlock=immediate makes BeginTx take the write lock
+	// up front: a deferred transaction that reads and then writes can fail
+	// with SQLITE_BUSY without waiting, in WAL mode.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Set("_txlock", "immediate")
+	// A file: URI, so that '?' or '#' in the path are escaped rather than
+	// taken for the query.
+	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("userdb: opening %s: %w", abs, err)
+	}
+	db := &DB{
+		sql:     sqldb,
+		params:  params,
+		log:     logger,
+		hashSem: make(chan struct{}, maxHashes),
+	}
+	db.dummyHash = sync.OnceValues(func() (string, error) {
+		// Any password will do: no user has this hash.
+		return passhash.Hash(rand.Text(), params)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), busy+10*time.Second)
+	defer cancel()
+	if err := migrate(ctx, sqldb); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("userdb: %s: %w", abs, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	return db.sql.Close()
+}
+
+// ValidPassword reports whether password may be set: non-empty, at most
+// passhash.MaxPasswordLen (1024) bytes, valid UTF-8, no NUL. The error wraps
+// ErrInvalidPassword and says which rule failed.
+func ValidPassword(password string) error {
+	return passhash.CheckPassword(password)
+}
+
+// Add creates a user with password. It returns an error wrapping
+// ErrInvalidName, ErrInvalidPassword or ErrExists.
+func (db *DB) Add(ctx context.Context, name, password string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if err := ValidPassword(password); err != nil {
+		return err
+	}
+	h, err := db.hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	return db.insert(ctx, Canonical(name), h)
+}
+
+// AddHashed creates a user with an existing password hash, e.g. from a
+// Dovecot passdb. hash may carry a Dovecot scheme prefix ({ARGON2ID},
+// {BLF-CRYPT}, {SHA512-CRYPT}, {SHA256-CRYPT}, {CRYPT}); it is stored
+// without it. A hash this package cannot verify is refused with an error
+// wrapping passhash.ErrInvalidHash or passhash.ErrUnsupportedScheme; the
+// other errors are those of Add.
+func (db *DB) AddHashed(ctx context.Context, name, hash string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	norm, err := passhash.Normalize(hash)
+	if err != nil {
+		return fmt.Errorf("userdb: importing hash for %q: %w", Canonical(name), err)
+	}
+	return db.insert(ctx, Canonical(name), norm)
+}
+
+func (db *DB) insert(ctx context.Context, name, hash string) error {
+	now := time.Now().Unix()
+	// ON CONFLICT rather than a preceding SELECT: one statement, so a
+	// concurrent Add of the same name in another process cannot slip in
+	// between.
+	res, err := db.sql.ExecContext(ctx,
+		`INSERT INTO users (name, password_hash, created, updated) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (name) DO NOTHING`, name, hash, now, now)
+	if err != nil {
+		return fmt.Errorf("userdb: adding %q: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("userdb: adding %q: %w", name, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	return nil
+}
+
+// SetPassword replaces name's password. It returns an error wrapping
+// ErrInvalidName, ErrInvalidPassword or ErrNotFound.
+func (db *DB) SetPassword(ctx context.Context, name, password string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if err := ValidPassword(password); err != nil {
+		return err
+	}
+	h, err := db.hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	name = Canonical(name)
+	res, err := db.sql.ExecContext(ctx,
+		`UPDATE users SET password_hash = ?, updated = ? WHERE name = ?`, h, time.Now().Unix(), name)
+	return affectedOne(res, err, "setting password of", name)
+}
+
+// Delete removes a user. It returns an error wrapping ErrInvalidName or
+// ErrNotFound. The user's mail is not touched.
+func (db *DB) Delete(ctx context.Context, name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	name = Canonical(name)
+	res, err := db.sql.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	return affectedOne(res, err, "deleting", name)
+}
+
+// affectedOne turns the result of a single-row UPDATE or DELETE into
+// ErrNotFound when no row matched.
+func affectedOne(res sql.Result, err error, what, name string) error {
+	if err != nil {
+		return fmt.Errorf("userdb: %s %q: %w", what, name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("userdb: %s %q: %w", what, name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return nil
+}
+
+// List returns all users sorted by name.
+func (db *DB) List(ctx context.Context) ([]User, error) {
+	rows, err := db.sql.QueryContext(ctx,
+		`SELECT name, created, password_hash FROM users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("userdb: listing users: %w", err)
+	}
+	defer rows.Close()
+	var users []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("userdb: listing users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("userdb: listing users: %w", err)
+	}
+	return users, nil
+}
+
+// Get returns one user. It returns an error wrapping ErrInvalidName or
+// ErrNotFound.
+func (db *DB) Get(ctx context.Context, name string) (User, error) {
+	if err := ValidName(name); err != nil {
+		return User{}, err
+	}
+	name = Canonical(name)
+	u, err := scanUser(db.sql.QueryRowContext(ctx,
+		`SELECT name, created, password_hash FROM users WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("userdb: reading %q: %w", name, err)
+	}
+	return u, nil
+}
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var (
+		u       User
+		created int64
+		hash    string
+	)
+	if err := row.Scan(&u.Name, &created, &hash); err != nil {
+		return User{}, err
+	}
+	u.Created = time.Unix(created, 0).UTC()
+	u.PasswordScheme = "unknown"
+	if s, err := passhash.Scheme(hash); err == nil {
+		u.PasswordScheme = s
+	}
+	return u, nil
+}
+
+// Count returns the number of users.
+func (db *DB) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := db.sql.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("userdb: counting users: %w", err)
+	}
+	return n, nil
+}
+
+// Authenticate checks name's password and returns the canonical name. An
+// invalid name, an unknown user and a wrong password all return
+// ErrAuthFailed, after the same amount of work (see the package
+// documentation). Other errors (database failure, ctx done while waiting for
+// a hashing slot) are returned wrapped and mean "try again later", not "wrong
+// password".
+//
+// After a successful login with a hash of another scheme or cost, the hash
+// is replaced by an argon2id hash with the current parameters; failures of
+// that upgrade are logged, not returned.
+func (db *DB) Authenticate(ctx context.Context, name, password string) (canonicalName string, err error) {
+	if ValidName(name) != nil {
+		return "", db.failDummy(ctx, password)
+	}
+	name = Canonical(name)
+	var stored string
+	err = db.sql.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE name = ?`, name).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", db.failDummy(ctx, password)
+	}
+	if err != nil {
+		return "", fmt.Errorf("userdb: looking up %q: %w", name, err)
+	}
+
+	if err := db.acquire(ctx); err != nil {
+		return "", err
+	}
+	ok, err := passhash.Verify(stored, password)
+	db.release()
+	if err != nil {
+		// Only a hand-edited database gets here: imports are validated.
+		db.log.Error("userdb: stored password hash is unusable", "user", name, "err", err)
+		return "", ErrAuthFailed
+	}
+	if !ok {
+		return "", ErrAuthFailed
+	}
+	if passhash.NeedsRehash(stored, db.params) {
+		db.upgrade(ctx, name, stored, password)
+	}
+	return name, nil
+}
+
+// failDummy does a wrong-password verification's work for a user that does
+// not exist, and returns ErrAuthFailed.
+func (db *DB) failDummy(ctx context.Context, password string) error {
+	dummy, err := db.dummyHash()
+	if err != nil {
+		return fmt.Errorf("userdb: making dummy hash: %w", err)
+	}
+	if err := db.acquire(ctx); err != nil {
+		return err
+	}
+	defer db.release()
+	if _, err := passhash.Verify(dummy, password); err != nil {
+		return fmt.Errorf("userdb: verifying dummy hash: %w", err)
+	}
+	return ErrAuthFailed
+}
+
+// upgrade replaces name's hash old by a current argon2id hash of password.
+// It is best effort: the login has already succeeded.
+func (db *DB) upgrade(ctx context.Context, name, old, password string) {
+	from, _ := passhash.Scheme(old)
+	h, err := db.hash(ctx, password)
+	if err != nil {
+		// E.g. an imported password that is not UTF-8: keep the old hash,
+		// which still works.
+		db.log.Warn("userdb: cannot upgrade password hash", "user", name, "scheme", from, "err", err)
+		return
+	}
+	// Only if the hash is still the one verified: a password changed in
+	// the meantime (by the CLI, say) must not be overwritten by the old one.
+	res, err := db.sql.ExecContext(ctx,
+		`UPDATE users SET password_hash = ?, updated = ? WHERE name = ? AND password_hash = ?`,
+		h, time.Now().Unix(), name, old)
+	if err != nil {
+		db.log.Warn("userdb: cannot upgrade password hash", "user", name, "scheme", from, "err", err)
+		return
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		db.log.Info("userdb: upgraded password hash", "user", name, "from", from, "to", passhash.SchemeArgon2id, "params", db.params.String())
+	}
+}
+
+// hash computes a new argon2id hash within the concurrency bound.
+func (db *DB) hash(ctx context.Context, password string) (string, error) {
+	if err := db.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer db.release()
+	h, err := passhash.Hash(password, db.params)
+	if err != nil {
+		return "", fmt.Errorf("userdb: %w", err)
+	}
+	return h, nil
+}
+
+func (db *DB) acquire(ctx context.Context) error {
+	select {
+	case db.hashSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("userdb: waiting to hash: %w", ctx.Err())
+	}
+}
+
+func (db *DB) release() { <-db.hashSem }
