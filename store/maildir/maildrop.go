@@ -242,7 +242,7 @@ func (s *Store) dropFromIndex(ctx context.Context, mb mailbox, keys map[string]b
 	}
 	next, fresh := recoverCounter(ctr, ctrOK, idx, seen)
 	if !ctrOK || next != ctr {
-		if fresh {
+		if fresh && (ctrOK || idx.header || seen.any) {
 			s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)
 		}
 		if err := s.writeCounter(mb, next); err != nil {

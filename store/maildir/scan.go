@@ -143,7 +143,7 @@ func (s *Store) recoverFromDisk(mb mailbox) (counterState, error) {
 		}
 	}
 	c, fresh := recoverCounter(counterState{}, false, idx, seen)
-	if fresh {
+	if fresh && (idx.header || seen.any) { // else: a new, empty mailbox
 		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", c.epoch)
 	}
 	return c, nil
@@ -264,7 +264,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 	}
 
 	next, newEpoch := recoverCounter(ctr, ctrOK, idx, seen)
-	if newEpoch {
+	if newEpoch && (ctrOK || idx.header || seen.any) { // else: a new, empty mailbox
 		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)
 	}
 	for _, i := range fresh {

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/popbox/popbox/userdb"
+)
+
+func newUser(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Manage POP3 accounts",
+	}
+	var passwordStdin bool
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Create an account",
+		Long: `Create an account. The password is prompted for on a terminal, and read
+from the first line of standard input otherwise (or with --password-stdin).`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, func(db *userdb.DB) error {
+				pw, err := readPassword(cmd, passwordStdin)
+				if err != nil {
+					return err
+				}
+				if err := db.Add(cmd.Context(), args[0], pw); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s added\n", userdb.Canonical(args[0]))
+				return nil
+			})
+		},
+	}
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	passwd := &cobra.Command{
+		Use:   "passwd NAME",
+		Short: "Change an account's password",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, func(db *userdb.DB) error {
+				pw, err := readPassword(cmd, passwordStdin)
+				if err != nil {
+					return err
+				}
+				if err := db.SetPassword(cmd.Context(), args[0], pw); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed\n", userdb.Canonical(args[0]))
+				return nil
+			})
+		},
+	}
+	passwd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	del := &cobra.Command{
+		Use:   "del NAME",
+		Short: "Delete an account (its mailbox is kept on disk)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, func(db *userdb.DB) error {
+				if err := db.Delete(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted; mail kept on disk\n", userdb.Canonical(args[0]))
+				return nil
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List accounts",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withUsers(g, cmd, func(db *userdb.DB) error {
+				users, err := db.List(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tCREATED\tPASSWORD")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Created.Format("2006-01-02 15:04"), u.PasswordScheme)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.AddCommand(add, passwd, del, list)
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs with the usage exit code.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return withCode(exitUsage, cobra.ExactArgs(n)(cmd, args))
+	}
+}
+
+func withUsers(g *globals, cmd *cobra.Command, f func(*userdb.DB) error) error {
+	data, err := g.data(cmd)
+	if err != nil {
+		return err
+	}
+	db, err := data.OpenUsers()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	err = f(db)
+	switch {
+	case errors.Is(err, userdb.ErrNotFound):
+		return withCode(exitNoUser, err)
+	case errors.Is(err, userdb.ErrExists), errors.Is(err, userdb.ErrInvalidName):
+		return withCode(exitUsage, err)
+	}
+	return err
+}
+
+// readPassword prompts twice on a terminal; otherwise it takes the first
+// line of standard input, so scripts can pipe a password in.
+func readPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
+	in := cmd.InOrStdin()
+	if f, ok := in.(*os.File); ok && !fromStdin && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(cmd.ErrOrStderr(), "Password: ")
+		a, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(cmd.ErrOrStderr(), "Again: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return "", err
+		}
+		if string(a) != string(b) {
+			return "", withCode(exitUsage, errors.New("passwords do not match"))
+		}
+		return string(a), nil
+	}
+	// A password line longer than this is not a password.
+	line, err := bufio.NewReaderSize(io.LimitReader(in, 4096), 4096).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", withCode(exitUsage, errors.New("empty password on standard input"))
+	}
+	return pw, nil
+}

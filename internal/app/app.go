@@ -1,0 +1,144 @@
+// Package app assembles a popbox installation from its data directory: where
+// the user database, the mailboxes and the TLS files live, the Backend that
+// joins accounts to storage for the POP3 server, and the first-run setup.
+// cmd/popbox calls it; the protocol and storage packages know nothing of it.
+//
+// Data directory layout:
+//
+//	DATA/users.db           user database (userdb, SQLite)
+//	DATA/mail/USER/Maildir  one Maildir per user (store/maildir)
+//	DATA/tls/cert.pem, key.pem  the self-signed certificate made on first run
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/popbox/popbox/pop3server"
+	"github.com/popbox/popbox/store"
+	"github.com/popbox/popbox/store/maildir"
+	"github.com/popbox/popbox/userdb"
+)
+
+// DataDir is an installation's data directory.
+type DataDir string
+
+// UsersPath is the user database file.
+func (d DataDir) UsersPath() string { return filepath.Join(string(d), "users.db") }
+
+// MailRoot holds the per-user mailboxes.
+func (d DataDir) MailRoot() string { return filepath.Join(string(d), "mail") }
+
+// Create makes the directory (owner-only: it holds password hashes, keys and
+// mail) if it does not exist.
+func (d DataDir) Create() error {
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	return nil
+}
+
+// OpenUsers opens the user database, creating it if needed.
+func (d DataDir) OpenUsers() (*userdb.DB, error) {
+	if err := d.Create(); err != nil {
+		return nil, err
+	}
+	db, err := userdb.Open(d.UsersPath(), userdb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening user database %s: %w", d.UsersPath(), err)
+	}
+	return db, nil
+}
+
+// OpenStore opens the Maildir store.
+func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
+	if err := os.MkdirAll(d.MailRoot(), 0o700); err != nil {
+		return nil, fmt.Errorf("creating mail directory: %w", err)
+	}
+	st, err := maildir.New(d.MailRoot(), maildir.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("opening mail store %s: %w", d.MailRoot(), err)
+	}
+	return st, nil
+}
+
+// Backend joins the user database and the store for pop3server.
+type Backend struct {
+	Users *userdb.DB
+	Store store.Store
+}
+
+// Authenticate implements pop3server.Backend.
+func (b Backend) Authenticate(ctx context.Context, _ pop3server.ConnInfo, user, password string) (string, error) {
+	name, err := b.Users.Authenticate(ctx, user, password)
+	if errors.Is(err, userdb.ErrAuthFailed) {
+		return "", fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
+	}
+	return name, err
+}
+
+// Open implements pop3server.Backend.
+func (b Backend) Open(ctx context.Context, user string) (store.Maildrop, error) {
+	return b.Store.Open(ctx, user)
+}
+
+// DemoUser is the account made on an empty installation.
+const DemoUser = "demo"
+
+// Bootstrap creates the demo user with a random password and a welcome
+// message when the user database is empty. It returns the password, or ""
+// when there was nothing to do.
+func Bootstrap(ctx context.Context, users *userdb.DB, st store.Store) (string, error) {
+	n, err := users.Count(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	password := RandomPassword()
+	if err := users.Add(ctx, DemoUser, password); err != nil {
+		return "", fmt.Errorf("creating demo user: %w", err)
+	}
+	if _, err := st.Deliver(ctx, DemoUser, strings.NewReader(welcomeMessage)); err != nil {
+		return "", fmt.Errorf("delivering welcome message: %w", err)
+	}
+	return password, nil
+}
+
+// RandomPassword returns 20 characters from an alphabet without look-alikes
+// (about 100 bits).
+func RandomPassword() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	return randomString(alphabet, 20)
+}
+
+func randomString(alphabet string, n int) string {
+	b := make([]byte, n)
+	buf := make([]byte, 1)
+	for i := 0; i < n; {
+		rand.Read(buf)
+		// Rejection sampling keeps the distribution uniform.
+		if int(buf[0]) >= 256-256%len(alphabet) {
+			continue
+		}
+		b[i] = alphabet[int(buf[0])%len(alphabet)]
+		i++
+	}
+	return string(b)
+}
+
+const welcomeMessage = "From: popbox <postmaster@localhost>\n" +
+	"To: demo@localhost\n" +
+	"Subject: Welcome to popbox\n" +
+	"MIME-Version: 1.0\n" +
+	"Content-Type: text/plain; charset=utf-8\n" +
+	"\n" +
+	"This message was delivered by popbox when it first started.\n" +
+	"\n" +
+	"Add users with `popbox user add NAME` and deliver mail with\n" +
+	"`popbox deliver NAME < message`. Your mail client can now fetch\n" +
+	"this mailbox over POP3.\n"
