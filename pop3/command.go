@@ -47,7 +47,9 @@ func ParseCommand(line []byte) (Command, error) {
 			return Command{}, ErrBadArgument
 		}
 	}
-	fields := strings.Fields(string(line))
+	// Split on SPACE only: strings.Fields would also split on Unicode
+	// spaces (U+0085, U+00A0, U+3000...) and so break up UTF-8 arguments.
+	fields := strings.FieldsFunc(string(line), func(r rune) bool { return r == ' ' })
 	if len(fields) == 0 {
 		return Command{}, ErrEmptyCommand
 	}

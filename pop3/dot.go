@@ -118,6 +118,13 @@ func (d *DotReader) Read(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
+		// Return what we have rather than wait for more input (io.Reader
+		// convention; a client streams the message as it arrives): stop
+		// when nothing is buffered, or at a line start whose dot check
+		// might wait for up to 3 bytes.
+		if n > 0 && (d.r.Buffered() == 0 || d.lineStart && d.r.Buffered() < 3) {
+			break
+		}
 		if d.lineStart {
 			// Look at the start of the line to find a stuffed dot or the
 			// terminator. Peek waits for at most 3 bytes.

@@ -40,8 +40,14 @@ func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
 			}
 			return nil, err
 		}
-		// Ask for everything buffered plus one byte, bounded by max.
-		n = r.Buffered() + 1
+		// Look at everything already buffered; only when b is all of it,
+		// wait for one more byte. (Peek(n) returns just n bytes even when
+		// more are buffered, so asking for Buffered()+1 after a short peek
+		// blocked on a complete line until the read deadline.)
+		n = r.Buffered()
+		if n <= len(b) {
+			n = len(b) + 1
+		}
 		if n > max {
 			n = max
 		}
@@ -51,12 +57,14 @@ func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
 // discardLine drops input up to and including the next LF.
 func discardLine(r *bufio.Reader) error {
 	for {
-		b, err := r.ReadSlice('\n')
+		_, err := r.ReadSlice('\n')
 		if err == nil {
 			return ErrLineTooLong
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
-			if len(b) == 0 && errors.Is(err, io.EOF) {
+			// EOF here is always mid-line: at least max octets of this
+			// line have been seen, whether or not ReadSlice returned any.
+			if errors.Is(err, io.EOF) {
 				return io.ErrUnexpectedEOF
 			}
 			return err

@@ -3,8 +3,8 @@ package pop3
 // Extended response codes (RFC 2449 §8, RFC 3206), sent in brackets after
 // "-ERR " so that clients can tell a busy mailbox from a bad password.
 const (
-	CodeInUse      = "IN-USE"      // RFC 2449 §8.1.1: maildrop locked by another session
-	CodeLoginDelay = "LOGIN-DELAY" // RFC 2449 §8.1.2: logged in too recently
+	CodeInUse      = "IN-USE"      // RFC 2449 §8.1.2: maildrop locked by another session
+	CodeLoginDelay = "LOGIN-DELAY" // RFC 2449 §8.1.1: logged in too recently
 	CodeSysTemp    = "SYS/TEMP"    // RFC 3206 §4: temporary system problem, try later
 	CodeSysPerm    = "SYS/PERM"    // RFC 3206 §4: permanent system problem
 	CodeAuth       = "AUTH"        // RFC 3206 §5: credentials rejected
