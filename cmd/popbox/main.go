@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 
@@ -91,30 +92,53 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (TOML; see popbox.example.toml)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "./popbox-data", "data directory (or $POPBOX_DATA)")
-	root.AddCommand(newServe(g), newUser(g), newDeliver(g), &cobra.Command{
+	root.AddCommand(newServe(g), newUser(g), newDeliver(g), newFetch(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  exactArgs(0),
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), "popbox", version())
 		},
 	})
+	groupOnly(root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitUsage, err) })
 	return root
 }
 
-func main() {
-	os.Exit(run(os.Args[1:]))
+// groupOnly makes cmd, which only groups subcommands, print its help when
+// called alone and fail with exitUsage on an unknown subcommand. Left to
+// cobra, "popbox bogus" exits 1 and "popbox user ad x" prints help and exits
+// 0, so a typo in a script looks like success.
+func groupOnly(cmd *cobra.Command) {
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return withCode(exitUsage, fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
-func run(args []string) int {
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the command line args with the given standard streams and
+// returns the process exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
+	}
 	root := newRoot()
 	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "popbox:", err)
+	fmt.Fprintln(stderr, "popbox:", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
