@@ -125,8 +125,13 @@ func cmdUser(s *session, cmd pop3.Command, _ []byte) error {
 		return s.replyBad("usage: USER name")
 	}
 	s.user = cmd.Args[0]
-	// The same reply for every name: existence is not revealed here.
-	return s.ok("send PASS")
+	// The same reply for every name: existence is not revealed here. It
+	// does not reset the error count, or USER/PASS guessing would never
+	// reach MaxBadCommands.
+	bad := s.badCmds
+	err := s.ok("send PASS")
+	s.badCmds = bad
+	return err
 }
 
 func cmdPass(s *session, cmd pop3.Command, line []byte) error {
@@ -139,8 +144,9 @@ func cmdPass(s *session, cmd pop3.Command, line []byte) error {
 	// RFC 1939 §7: the password may contain spaces, so it is the rest of
 	// the line after "PASS ", not the first argument.
 	pass := ""
-	if i := bytes.IndexByte(line, ' '); i >= 0 {
-		pass = string(line[i+1:])
+	rest := bytes.TrimLeft(line, " ") // ParseCommand accepts leading spaces
+	if i := bytes.IndexByte(rest, ' '); i >= 0 {
+		pass = string(rest[i+1:])
 	}
 	user := s.user
 	s.user = ""
@@ -304,4 +310,3 @@ func cmdSTLS(s *session, cmd pop3.Command, _ []byte) error {
 	s.user = ""
 	return nil
 }
-

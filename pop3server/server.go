@@ -164,6 +164,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	s.init()
 	if !s.trackListener(l, true) {
+		l.Close()
 		return ErrServerClosed
 	}
 	defer s.trackListener(l, false)

@@ -2,6 +2,7 @@ package pop3server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -127,7 +128,7 @@ func (s *session) serve() {
 	}
 	s.r = bufio.NewReaderSize(s.conn, max(readBufferSize, s.srv.limits.MaxAuthLine))
 	s.w = bufio.NewWriterSize(deadlineWriter{s}, writeBufferSize)
-	if err := s.reply(true, "", "popbox POP3 server ready"); err != nil {
+	if err := s.reply(true, "", s.srv.Hostname+" POP3 server ready"); err != nil {
 		s.ending = "write error"
 		return
 	}
@@ -138,7 +139,7 @@ func (s *session) serve() {
 		} else if err == nil {
 			err = s.dispatch(line)
 		}
-		if err == nil && s.badCmds > s.srv.limits.MaxBadCommands {
+		if err == nil && s.badCmds >= s.srv.limits.MaxBadCommands {
 			s.reply(false, "", "too many errors, closing connection")
 			s.w.Flush()
 			s.ending = "too many errors"
@@ -180,7 +181,14 @@ func (s *session) finish() {
 			s.log.Error("closing maildrop", "user", s.authUser, "err", err)
 		}
 	}
-	s.conn.Close()
+	if tc, ok := s.conn.(*tls.Conn); ok && s.interrupted.Load() {
+		// tls.Conn.Close sends close_notify under its own 5 s write
+		// deadline; Close and Shutdown must not wait for a client that has
+		// stopped reading.
+		tc.NetConn().Close()
+	} else {
+		s.conn.Close()
+	}
 	tlsName := "none"
 	if s.tls != nil {
 		tlsName = tls.VersionName(s.tls.Version)
@@ -209,9 +217,11 @@ func (s *session) handshake() error {
 }
 
 // readLine flushes pending replies unless another pipelined command is
-// already waiting, then reads one line under the idle deadline.
+// already waiting, then reads one line under the idle deadline. Only a
+// complete line counts: a client may wait for this reply before it finishes
+// the line it has begun.
 func (s *session) readLine(max int) ([]byte, error) {
-	if s.r.Buffered() == 0 {
+	if b, _ := s.r.Peek(s.r.Buffered()); bytes.IndexByte(b, '\n') < 0 {
 		if err := s.w.Flush(); err != nil {
 			return nil, err
 		}
@@ -324,6 +334,8 @@ func cmdQuit(s *session, cmd pop3.Command, _ []byte) error {
 	drop := s.drop
 	s.drop = nil // committed or not, finish must not Close it again
 	if err := drop.Commit(del); err != nil {
+		// The lock may still be held; Close after Commit is harmless.
+		drop.Close()
 		s.log.Error("commit failed", "user", s.authUser, "err", err)
 		s.ending = "quit, commit failed"
 		s.reply(false, pop3.CodeSysTemp, "some deleted messages not removed")
