@@ -497,7 +497,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	}
 	// The reader is wrapped so io.CopyBuffer uses our buffer instead of a
 	// ReaderFrom/WriterTo path that allocates its own.
-	n, err := io.CopyBuffer(dst, struct{ io.Reader }{rc}, s.copyBuf)
+	_, err = io.CopyBuffer(dst, struct{ io.Reader }{rc}, s.copyBuf)
 	if err != nil && !errors.Is(err, errTopDone) {
 		// "+OK" is out and part of the message may be: the only honest
 		// thing left is to drop the connection, so the client sees a
@@ -510,7 +510,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	}
 	if bodyLines < 0 {
 		s.retrieved++
-		s.bytesSent += n
+		s.bytesSent += s.msgs[i].Size // wire size, as LIST reports it
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,12 @@ synced). Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
 			data, err := g.data(cmd)
 			if err != nil {
 				return err
+			}
+			// Without a user database every recipient would be unknown and
+			// bounce: a wrong --data or an unmounted volume must make the
+			// MTA retry instead, and must not create an empty database.
+			if _, err := os.Stat(data.UsersPath()); err != nil {
+				return withCode(exitTempFail, fmt.Errorf("no user database (wrong data directory?): %w", err))
 			}
 			users, err := data.OpenUsers()
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,7 +32,7 @@ With no configuration it listens on 127.0.0.1:1110 (POP3 with STLS) and
 database, a user "demo" whose password it prints once.
 
 SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the certificate.`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load(cmd)
 			if err != nil {
@@ -152,15 +153,18 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		printWelcome(stdout, password, certFile, ls)
 	}
 
+	// SIGHUP is caught before the "listening" lines announce that the server
+	// is up: until then its default action kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		log.Info("listening", "proto", l.proto, "addr", l.l.Addr().String())
 		go func() { errc <- l.serve(l.l) }()
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -223,8 +227,16 @@ func curlCommand(proto string, addr net.Addr, password, certFile string) string 
 		host = "localhost"
 	}
 	if proto == "pop3s" {
-		return fmt.Sprintf("curl -sS --cacert %s -u %s:%s pop3s://%s:%s/", certFile, app.DemoUser, password, host, port)
+		return fmt.Sprintf("curl -sS --cacert %s -u %s:%s pop3s://%s:%s/", shellQuote(certFile), app.DemoUser, password, host, port)
 	}
 	return fmt.Sprintf("curl -sS -u %s:%s pop3://%s:%s/", app.DemoUser, password, host, port)
 }
 
+// shellQuote returns s as one sh(1) word, so that the printed command can
+// be pasted whatever the data directory is called.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,:/@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -29,6 +29,13 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withUsers(g, cmd, func(db *userdb.DB) error {
+				// Refuse a bad or taken name before asking for a password.
+				switch _, err := db.Get(cmd.Context(), args[0]); {
+				case err == nil:
+					return fmt.Errorf("%w: %q", userdb.ErrExists, userdb.Canonical(args[0]))
+				case !errors.Is(err, userdb.ErrNotFound):
+					return err
+				}
 				pw, err := readPassword(cmd, passwordStdin)
 				if err != nil {
 					return err
@@ -48,6 +55,10 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withUsers(g, cmd, func(db *userdb.DB) error {
+				// Refuse an unknown user before asking for a password.
+				if _, err := db.Get(cmd.Context(), args[0]); err != nil {
+					return err
+				}
 				pw, err := readPassword(cmd, passwordStdin)
 				if err != nil {
 					return err
@@ -95,6 +106,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		},
 	}
 	cmd.AddCommand(add, passwd, del, list)
+	groupOnly(cmd)
 	return cmd
 }
 
@@ -119,7 +131,7 @@ func withUsers(g *globals, cmd *cobra.Command, f func(*userdb.DB) error) error {
 	switch {
 	case errors.Is(err, userdb.ErrNotFound):
 		return withCode(exitNoUser, err)
-	case errors.Is(err, userdb.ErrExists), errors.Is(err, userdb.ErrInvalidName):
+	case errors.Is(err, userdb.ErrExists), errors.Is(err, userdb.ErrInvalidName), errors.Is(err, userdb.ErrInvalidPassword):
 		return withCode(exitUsage, err)
 	}
 	return err
