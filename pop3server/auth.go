@@ -258,7 +258,6 @@ func (s *session) login(user, pass string) error {
 	s.authUser = canonical
 	s.state = stateTransaction
 	s.loggedIn.Store(true)
-	s.log = s.log.With("user", canonical)
 	n, size := s.totals()
 	return s.ok("logged in, %d messages (%d octets)", n, size)
 }

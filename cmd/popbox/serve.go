@@ -179,6 +179,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 				return err
 			}
 		case <-ctx.Done():
+			// A second SIGTERM or Ctrl-C during the grace period ends the
+			// process at once (uncommitted deletions are never applied).
+			signal.Reset(syscall.SIGTERM, syscall.SIGINT)
 			log.Info("shutting down", "grace", cfg.POP3.ShutdownGrace.Duration)
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.POP3.ShutdownGrace.Duration)
 			defer cancel()
