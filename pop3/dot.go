@@ -153,15 +153,14 @@ func (d *DotReader) Read(p []byte) (int, error) {
 			d.lineStart = false
 		}
 		// Copy up to the end of the line or of p, whichever comes first.
-		buf, err := d.r.Peek(1)
-		if err != nil {
+		if _, err := d.r.Peek(1); err != nil {
 			return n, d.fail(err)
 		}
 		avail := d.r.Buffered()
 		if avail > len(p)-n {
 			avail = len(p) - n
 		}
-		buf, _ = d.r.Peek(avail)
+		buf, _ := d.r.Peek(avail)
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 			buf = buf[:i+1]
 			d.lineStart = true

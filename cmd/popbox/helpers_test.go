@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +67,7 @@ func TestMain(m *testing.M) {
 func buildPopbox(bin string) error {
 	goTool, err := exec.LookPath("go") // go test puts its own GOROOT/bin first
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("go tool not found: %w", err)
 	}
 	args := []string{"build", "-buildvcs=false", "-o", bin}
 	if raceEnabled {
