@@ -189,7 +189,18 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		backoff = 0
 		if s.nconns.Add(1) > int64(s.limits.MaxConnections) {
 			s.nconns.Add(-1)
-			s.wg.Add(1)
+			// Counted in wg under mu, like sessions, so Shutdown's Wait
+			// cannot race with this Add.
+			s.mu.Lock()
+			closing := s.inShutdown.Load()
+			if !closing {
+				s.wg.Add(1)
+			}
+			s.mu.Unlock()
+			if closing {
+				c.Close()
+				return ErrServerClosed
+			}
 			go s.refuse(c)
 			continue
 		}
