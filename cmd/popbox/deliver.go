@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,10 +28,7 @@ synced). Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
 			// Without a user database every recipient would be unknown and
 			// bounce: a wrong --data or an unmounted volume must make the
 			// MTA retry instead, and must not create an empty database.
-			if _, err := os.Stat(data.UsersPath()); err != nil {
-				return withCode(exitTempFail, fmt.Errorf("no user database (wrong data directory?): %w", err))
-			}
-			users, err := data.OpenUsers()
+			users, err := data.OpenExistingUsers()
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}

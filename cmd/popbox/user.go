@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/userdb"
 )
 
@@ -28,7 +29,7 @@ func newUser(g *globals) *cobra.Command {
 from the first line of standard input otherwise (or with --password-stdin).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withUsers(g, cmd, func(db *userdb.DB) error {
+			return withUsers(g, cmd, true, func(db *userdb.DB) error {
 				// Refuse a bad or taken name before asking for a password.
 				switch _, err := db.Get(cmd.Context(), args[0]); {
 				case err == nil:
@@ -54,7 +55,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		Short: "Change an account's password",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withUsers(g, cmd, func(db *userdb.DB) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
 				// Refuse an unknown user before asking for a password.
 				if _, err := db.Get(cmd.Context(), args[0]); err != nil {
 					return err
@@ -77,7 +78,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		Short: "Delete an account (its mailbox is kept on disk)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withUsers(g, cmd, func(db *userdb.DB) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
 				if err := db.Delete(cmd.Context(), args[0]); err != nil {
 					return err
 				}
@@ -91,7 +92,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 		Short: "List accounts",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withUsers(g, cmd, func(db *userdb.DB) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
 				users, err := db.List(cmd.Context())
 				if err != nil {
 					return err
@@ -117,12 +118,22 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-func withUsers(g *globals, cmd *cobra.Command, f func(*userdb.DB) error) error {
+// withUsers opens the user database for f. Only "user add" may create it:
+// the other commands on a missing database report the (likely wrong) data
+// directory instead of leaving an empty database behind.
+func withUsers(g *globals, cmd *cobra.Command, create bool, f func(*userdb.DB) error) error {
 	data, err := g.data(cmd)
 	if err != nil {
 		return err
 	}
-	db, err := data.OpenUsers()
+	open := data.OpenExistingUsers
+	if create {
+		open = data.OpenUsers
+	}
+	db, err := open()
+	if errors.Is(err, app.ErrNoUserDB) {
+		return withCode(exitConfig, fmt.Errorf("%s: %w", data.UsersPath(), err))
+	}
 	if err != nil {
 		return err
 	}

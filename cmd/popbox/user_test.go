@@ -170,3 +170,27 @@ func TestUserPasswordFromStdin(t *testing.T) {
 		map[string]string{"alice": "from-file", "bob": "pipe-2"},
 		map[string]string{"alice": "from-pipe", "bob": "from-file"})
 }
+
+// TestUserCommandsNeedDatabase: only "user add" creates the user database;
+// the others, pointed at a directory without one, say so and create nothing.
+func TestUserCommandsNeedDatabase(t *testing.T) {
+	for _, args := range [][]string{
+		{"user", "list"},
+		{"user", "del", "alice"},
+		{"user", "passwd", "--password-stdin", "alice"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			res := runCLI(t, "secret-password\n", append(args, "--data", dir)...)
+			if res.Code != exitConfig {
+				t.Errorf("exit %d, want %d; stderr: %s", res.Code, exitConfig, res.Stderr)
+			}
+			if !strings.Contains(res.Stderr, "no user database") {
+				t.Errorf("stderr %q does not explain the missing database", res.Stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "users.db")); !os.IsNotExist(err) {
+				t.Errorf("users.db was created (stat: %v)", err)
+			}
+		})
+	}
+}

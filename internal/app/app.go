@@ -56,6 +56,19 @@ func (d DataDir) OpenUsers() (*userdb.DB, error) {
 	return db, nil
 }
 
+// ErrNoUserDB means the data directory has no user database yet: usually a
+// wrong --data, where creating an empty database would only hide the mistake.
+var ErrNoUserDB = errors.New("no user database (wrong data directory?)")
+
+// OpenExistingUsers opens the user database, failing with ErrNoUserDB
+// instead of creating it.
+func (d DataDir) OpenExistingUsers() (*userdb.DB, error) {
+	if _, err := os.Stat(d.UsersPath()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoUserDB, err)
+	}
+	return d.OpenUsers()
+}
+
 // OpenStore opens the Maildir store.
 func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
 	if err := os.MkdirAll(d.MailRoot(), 0o700); err != nil {
