@@ -133,19 +133,25 @@ func (d *DotReader) Read(p []byte) (int, error) {
 				return n, d.fail(err)
 			}
 			if b[0] == '.' {
-				b, err = d.r.Peek(3)
-				if len(b) >= 2 && b[1] == '\n' {
+				// Ask for a third byte only after ".CR": after a sloppy
+				// ".LF" terminator the server sends nothing more until
+				// the next command, so waiting for three would hang.
+				b, err = d.r.Peek(2)
+				if len(b) == 2 && b[1] == '\n' {
 					// ".LF": a terminator from a sloppy server.
 					d.r.Discard(2)
 					d.done = true
 					return n, d.eofIfEmpty(n)
 				}
-				if len(b) == 3 && b[1] == '\r' && b[2] == '\n' {
-					d.r.Discard(3)
-					d.done = true
-					return n, d.eofIfEmpty(n)
+				if len(b) == 2 && b[1] == '\r' {
+					b, err = d.r.Peek(3)
+					if len(b) == 3 && b[2] == '\n' {
+						d.r.Discard(3)
+						d.done = true
+						return n, d.eofIfEmpty(n)
+					}
 				}
-				if err != nil && len(b) < 3 {
+				if err != nil {
 					return n, d.fail(err)
 				}
 				d.r.Discard(1) // drop the stuffing dot

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -207,7 +208,7 @@ func TestDotReader(t *testing.T) {
 		{name: "unterminated mid-line", in: "a\r\nbc", want: "a\r\nbc", err: ErrUnterminated},
 		{name: "unterminated lone dot", in: "a\r\n.", want: "a\r\n", err: ErrUnterminated},
 		{name: "unterminated dot CR", in: "a\r\n.\r", want: "a\r\n", err: ErrUnterminated},
-		{name: "unterminated dot x", in: ".x", want: "", err: ErrUnterminated},
+		{name: "unterminated dot x", in: ".x", want: "x", err: ErrUnterminated},
 	}
 	readers := []struct {
 		name                     string
@@ -350,5 +351,30 @@ func TestDotReaderDoesNotWaitForMoreInput(t *testing.T) {
 				t.Errorf("read %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDotReaderSloppyTerminatorDoesNotWait: after ".LF" a server sends
+// nothing until the next command, so the reader must end the body with two
+// bytes in hand instead of waiting for a third.
+func TestDotReaderSloppyTerminatorDoesNotWait(t *testing.T) {
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("a\r\n.\n")) // and then nothing: the pipe stays open
+	d := NewDotReader(bufio.NewReader(pr))
+	done := make(chan error, 1)
+	var got []byte
+	go func() {
+		var err error
+		got, err = io.ReadAll(d)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || string(got) != "a\r\n" {
+			t.Fatalf("got %q, %v; want %q", got, err, "a\r\n")
+		}
+	case <-time.After(5 * time.Second):
+		pr.Close()
+		t.Fatal("DotReader waited for a third byte after a .LF terminator")
 	}
 }
