@@ -54,7 +54,7 @@ func (c *Client) fetch(ctx context.Context, line string, n int) (io.ReadCloser, 
 		return nil, parseError(line, text)
 	}
 	c.setBusy(true)
-	return &body{o: o, dr: newDotReader(c.r), owner: true}, nil
+	return &body{o: o, dr: pop3.NewDotReader(c.r), owner: true}, nil
 }
 
 // errBodyClosed is returned by a body's Read after Close.
@@ -63,7 +63,7 @@ var errBodyClosed = errors.New("pop3client: read from a closed message body")
 // body is the stream of one multi-line message reply.
 type body struct {
 	o      *op
-	dr     *dotReader
+	dr     *pop3.DotReader
 	owner  bool // Close ends the command (Retr, Top); RetrMany ends its own
 	done   bool // the terminating line has been read
 	closed bool
@@ -190,7 +190,7 @@ func (c *Client) RetrMany(ctx context.Context, nums []int, window int, fn func(n
 				fnErr = fn(n, emptyReader{}, parseError(o.name, text))
 			}
 		} else {
-			b := &body{o: o, dr: newDotReader(c.r)}
+			b := &body{o: o, dr: pop3.NewDotReader(c.r)}
 			if fnErr == nil {
 				fnErr = fn(n, onlyReader{b}, nil)
 			}

@@ -13,9 +13,8 @@
 //   - Mail is delivered byte for byte: Retr returns a stream that removes the
 //     RFC 1939 §3 byte-stuffing and stops at the terminating line, keeping the
 //     line ends the server sent and lines of any length. It never holds a
-//     message, or even a line of one, in memory. (Its reader is pop3client's
-//     own rather than pop3.DotReader, which hangs after a ".LF" terminator;
-//     see dotReader.)
+//     message, or even a line of one, in memory (pop3.DotReader, shared
+//     with the server's tests; it also accepts a sloppy ".LF" terminator).
 //   - Every read of server data has a bound: status and listing lines are
 //     limited to Options.MaxLine (pop3.ReadLine drops the excess without
 //     storing it), LIST/UIDL listings to Options.MaxListing entries, CAPA to
