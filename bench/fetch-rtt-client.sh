@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One popbox fetch run for bench/fetch-rtt.sh: plain POP3 and USER/PASS, as
+# the other clients there use, keep mode, into the given Maildir, with a
+# fresh journal so every run downloads the whole mailbox.
+#   fetch-rtt-client.sh POPBOX HOST PORT USER PASS MAILDIR WORKDIR
+set -euo pipefail
+bin=$1 host=$2 port=$3 user=$4 pass=$5 maildir=$6 work=$7
+tmp="$(mktemp -d "$work/popbox-fetch.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+printf '%s\n' "$pass" >"$tmp/pw"
+cat >"$tmp/fetch.toml" <<EOT
+[[account]]
+name = "rtt"
+server = "$host"
+port = $port
+tls = "none"
+user = "$user"
+password_command = "cat $tmp/pw"
+auth = "user"
+deliver = "maildir:$maildir"
+keep = true
+state_dir = "$tmp/state"
+EOT
+rc=0
+"$bin" fetch -c "$tmp/fetch.toml" -q || rc=$?
+# 0: new mail fetched, 1: nothing new; anything else failed.
+[ "$rc" -le 1 ] || { echo "popbox fetch exited $rc" >&2; exit "$rc"; }
