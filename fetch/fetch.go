@@ -56,6 +56,9 @@ type Options struct {
 	Progress Progress
 	// Dest is passed to dest.Open.
 	Dest dest.Options
+	// SpoolBudget bounds the bytes retrieved but not yet delivered
+	// (default 32 MiB); lower it on a device short of memory and disk.
+	SpoolBudget int64
 }
 
 // Result is what one run of one account did.
@@ -475,6 +478,7 @@ func (s *session) plan(ctx context.Context, items []*item) ([]*item, error) {
 	a := s.a
 	now := s.now()
 	var fresh []*Entry
+	isFresh := make(map[*Entry]bool)
 	listed := make(map[string]bool, len(items))
 	for _, it := range items {
 		listed[it.uidl] = true
@@ -485,6 +489,7 @@ func (s *session) plan(ctx context.Context, items []*item) ([]*item, error) {
 		if e == nil || e.State == StateGone || e.Size != it.size {
 			e = &Entry{UIDL: it.uidl, Gen: s.j.NextGen(it.uidl), Size: it.size, FirstSeen: now, State: StateSeen}
 			fresh = append(fresh, e)
+			isFresh[e] = true
 		}
 		it.e = e
 		it.key = messageKey(a, it.uidl, e.Gen)
@@ -511,14 +516,15 @@ func (s *session) plan(ctx context.Context, items []*item) ([]*item, error) {
 		switch it.e.State {
 		case StateDelivered:
 			continue
-		case StatePending:
-			if s.o.DryRun {
+		case StatePending, StateSeen:
+			if s.o.DryRun || isFresh[it.e] {
 				break
 			}
-			// A crash came between "pending" and "delivered": the
-			// destination knows whether the message arrived. Where it
-			// cannot know (mda, lmtp, smtp), deliver again: at least
-			// once, never lost.
+			// An earlier run may have delivered it and died before its
+			// unsynced "pending"/"delivered" records reached the disk (see
+			// Journal.write): the destination knows whether the message
+			// arrived. Where it cannot know (mda, lmtp, smtp), deliver
+			// again: at least once, never lost.
 			hctx, cancel := s.opCtx(ctx)
 			has, err := s.d.Has(hctx, it.key)
 			cancel()
@@ -601,43 +607,24 @@ func (s *session) retrieve(ctx context.Context, items []*item, window int) error
 	for _, it := range items {
 		byNum[it.num] = it
 	}
-	batchMax := max(2*window, 16)
 	keepalive := time.NewTicker(s.a.Keepalive)
 	defer keepalive.Stop()
 
+	// One pipelined RETR stream over the messages: splitting it into
+	// batches would drain the pipeline, a round trip lost per batch. When
+	// the spool budget is used up the callback waits for the destination;
+	// if that takes longer than the keepalive interval it pauses the
+	// stream (the RETRs in flight are drained), keeps the session alive
+	// with NOOPs until the destination catches up, and starts a new one.
 	var netErr error
-	next := 0
+	next := 0 // messages handled: queued, or skipped after -ERR
 	stopped := false
-	for next < len(items) && netErr == nil && !s.delivFail.Load() {
-		if ctx.Err() != nil {
-			stopped = true
-			break
-		}
-		used := s.used.Load()
-		var batch []*item
-		for next+len(batch) < len(items) && len(batch) < batchMax {
-			it := items[next+len(batch)]
-			if used+it.size > spoolBudget && (used > 0 || len(batch) > 0) {
-				break
-			}
-			batch = append(batch, it)
-			used += it.size
-		}
-		if len(batch) == 0 {
-			select {
-			case <-freed:
-			case <-keepalive.C:
-				netErr = s.noop(ctx)
-			case <-ctx.Done():
-			}
-			continue
-		}
-		next += len(batch)
-		nums := make([]int, len(batch))
-		for i, it := range batch {
+	for remaining := items; len(remaining) > 0 && netErr == nil && !stopped && !s.delivFail.Load(); {
+		nums := make([]int, len(remaining))
+		for i, it := range remaining {
 			nums[i] = it.num
-			s.used.Add(it.size)
 		}
+		handled := 0
 		err := s.c.RetrMany(opctx, nums, window, func(n int, body io.Reader, rerr error) error {
 			it := byNum[n]
 			if it == nil {
@@ -649,10 +636,18 @@ func (s *session) retrieve(ctx context.Context, items []*item, window int) error
 					// Gone since the listing (another client): the next
 					// listing will say so.
 					s.log.Warn("server refused RETR; skipping the message", "uidl", it.uidl, "err", rerr)
+					handled++
 					return nil
 				}
 				return rerr
 			}
+			if err := s.waitForSpool(ctx, it.size, freed, s.a.Keepalive); err != nil {
+				return err
+			}
+			if s.delivFail.Load() {
+				return errStop
+			}
+			s.used.Add(it.size)
 			sp := newSpool(s.dir)
 			var r io.Reader = body
 			if s.o.Progress != nil {
@@ -661,32 +656,37 @@ func (s *session) retrieve(ctx context.Context, items []*item, window int) error
 			got, err := boundedCopy(sp, r, 2*it.size+64<<10)
 			if err != nil {
 				sp.Close()
+				s.used.Add(-it.size)
 				if errors.Is(err, errTooLong) {
 					return fmt.Errorf("%w: message %d (UIDL %s): %w (LIST said %d)", pop3client.ErrProtocol, n, it.uidl, err, it.size)
 				}
 				return err
 			}
 			it.queued = true
+			handled++
 			queue <- &retrieved{it: it, sp: sp, n: got, when: s.now()}
 			if ctx.Err() != nil {
 				return errStop
 			}
 			return nil
 		})
-		for _, it := range batch {
-			if !it.queued {
-				s.used.Add(-it.size)
-			}
-		}
+		next += handled
+		remaining = remaining[handled:]
 		switch {
+		case errors.Is(err, errPause):
+			// Keep the session alive until the next message fits.
+			if len(remaining) > 0 {
+				netErr = s.keepAliveUntilSpool(ctx, remaining[0].size, freed, keepalive)
+			}
 		case errors.Is(err, errStop):
-			stopped = true
+			stopped = ctx.Err() != nil
+			remaining = nil
 		case err != nil:
 			s.broken = true
 			netErr = s.fail("retrieve", classify(err, ErrProtocol), err)
 		}
-		if stopped {
-			break
+		if ctx.Err() != nil {
+			stopped = true
 		}
 	}
 	s.res.Deferred += len(items) - next
@@ -709,6 +709,65 @@ func (s *session) retrieve(ctx context.Context, items []*item, window int) error
 		}
 	}
 	return errors.Join(netErr, derr)
+}
+
+// errPause stops a RETR stream that waited too long for spool space.
+var errPause = errors.New("pausing retrieval for the destination")
+
+// spoolFull reports whether a message of size must wait for spool space.
+// Something always fits an empty spool, or a message over the budget would
+// never be fetched.
+func (s *session) spoolFull(size int64) bool {
+	used := s.used.Load()
+	budget := s.o.SpoolBudget
+	if budget <= 0 {
+		budget = spoolBudget
+	}
+	return used > 0 && used+size > budget
+}
+
+// waitForSpool waits until a message of size fits the spool budget, for at
+// most patience: then it returns errPause so that the caller can keep the
+// session alive. It returns errStop when ctx ends.
+func (s *session) waitForSpool(ctx context.Context, size int64, freed <-chan int64, patience time.Duration) error {
+	if ctx.Err() != nil {
+		return errStop
+	}
+	if !s.spoolFull(size) {
+		return nil
+	}
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	for s.spoolFull(size) {
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return errStop
+		case <-t.C:
+			return errPause
+		}
+	}
+	if ctx.Err() != nil {
+		return errStop
+	}
+	return nil
+}
+
+// keepAliveUntilSpool sends NOOPs every keepalive tick until a message of
+// size fits the spool, the destination fails, or ctx ends.
+func (s *session) keepAliveUntilSpool(ctx context.Context, size int64, freed <-chan int64, keepalive *time.Ticker) error {
+	for s.spoolFull(size) && !s.delivFail.Load() {
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return nil
+		case <-keepalive.C:
+			if err := s.noop(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *session) noop(ctx context.Context) error {
@@ -801,6 +860,12 @@ func (s *session) deleteAndQuit(del []*item, window int) error {
 	// and pop3client renews the account's timeout at every reply.
 	ctx := context.Background()
 	if len(del) > 0 {
+		// The "delivered" records that justify these DELEs must be on
+		// disk before the server is told anything.
+		if err := s.j.Sync(); err != nil {
+			s.broken = true
+			return s.fail("journal", ErrDelivery, err)
+		}
 		nums := make([]int, len(del))
 		for i, it := range del {
 			nums[i] = it.num

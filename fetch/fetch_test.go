@@ -389,3 +389,31 @@ func TestLockedAccount(t *testing.T) {
 		t.Errorf("second fetch: %v, fetched %d; want ErrBusy", r.Err, r.Fetched)
 	}
 }
+
+// TestSlowDestinationPausesPipeline: with the spool full and a destination
+// slower than the server's idle timeout, the RETR stream pauses, NOOPs keep
+// the session alive, and every message arrives once.
+func TestSlowDestinationPausesPipeline(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverOpts{idleTimeout: time.Second})
+	msgs := []string{"Subject: a\n\n1\n", "Subject: b\n\n2\n", "Subject: c\n\n3\n"}
+	ts.deliver(t, msgs...)
+	out := filepath.Join(t.TempDir(), "out")
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := fmt.Sprintf(`sleep 1.5; cat > %s/"$POPBOX_KEY"`, out)
+	a := plainAccount(t, ts, "mda:"+cmd, "keep = false", `keepalive = "200ms"`)
+	// One message in the spool at a time: the second RETR must wait for
+	// the first delivery, longer than the server's 1 s idle timeout.
+	r := mustRun(t, a, Options{SpoolBudget: 1})
+	if r.Fetched != 3 || r.Deleted != 3 {
+		t.Errorf("fetched %d deleted %d, want 3 and 3 (err %v)", r.Fetched, r.Deleted, r.Err)
+	}
+	if got := ts.messages(t); len(got) != 0 {
+		t.Errorf("server still has %d messages: the session did not survive", len(got))
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 3 {
+		t.Errorf("mda stored %d messages, want 3", len(ents))
+	}
+}
