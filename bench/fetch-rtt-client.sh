@@ -22,6 +22,10 @@ keep = true
 state_dir = "$tmp/state"
 EOT
 rc=0
-"$bin" fetch -c "$tmp/fetch.toml" -q || rc=$?
+if [ -n "${POPBOX_FETCH_LOG:-}" ]; then   # diagnostics: a verbose log of each run, appended
+  { echo "# start $(date +%s.%N)"; "$bin" fetch -c "$tmp/fetch.toml" -v 2>&1 || rc=$?; echo "# end $(date +%s.%N) rc=$rc"; } >>"$POPBOX_FETCH_LOG"
+else
+  "$bin" fetch -c "$tmp/fetch.toml" -q || rc=$?
+fi
 # 0: new mail fetched, 1: nothing new; anything else failed.
 [ "$rc" -le 1 ] || { echo "popbox fetch exited $rc" >&2; exit "$rc"; }

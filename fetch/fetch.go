@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 const (
 	// defaultPipeline is the RETR window when the server offers
 	// PIPELINING (RFC 2449 §6.6) and the account does not set one.
-	defaultPipeline = 32
+	defaultPipeline = 128
 	// spoolBudget bounds the bytes retrieved but not yet delivered. The
 	// network side waits (sending NOOPs) when the destination falls this
 	// far behind. A single larger message is still taken, alone.
@@ -123,6 +124,7 @@ type session struct {
 	broken    bool
 	delivFail atomic.Bool
 	used      atomic.Int64 // spooled bytes not yet delivered
+	resMu     sync.Mutex   // res.Fetched and res.Bytes, counted by the delivery workers
 }
 
 func (s *session) now() time.Time {
@@ -380,10 +382,8 @@ func (s *session) login(ctx context.Context) (int, error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
 	if m.name == "USER" {
-		err = s.c.User(octx, s.a.User)
-		if err == nil {
-			err = s.c.Pass(octx, s.a.Password)
-		}
+		// USER and PASS in one round trip when the server pipelines.
+		err = s.c.Login(octx, s.a.User, s.a.Password)
 	} else {
 		sc, serr := saslClient(m, s.a, s.a.Password, state)
 		if serr != nil {
@@ -428,23 +428,19 @@ func (s *session) login(ctx context.Context) (int, error) {
 // §7, optional in the RFC) there is no way to know what was fetched before.
 func (s *session) list(ctx context.Context) ([]*item, error) {
 	lctx := context.WithoutCancel(ctx) // per-read deadlines come from the client's Timeout
-	uidls, err := s.c.UIDL(lctx)
+	// Both listings in one round trip when the server pipelines.
+	uidls, sizes, err := s.c.Listings(lctx)
 	if err != nil {
 		var pe *pop3client.Error
 		if errors.As(err, &pe) {
 			s.quit()
-			return nil, s.fail("list", ErrProtocol, fmt.Errorf("the server refused UIDL (%w); popbox fetch needs it to know which messages it already has", err))
+			if pe.Command == "UIDL" {
+				return nil, s.fail("list", ErrProtocol, fmt.Errorf("the server refused UIDL (%w); popbox fetch needs it to know which messages it already has", err))
+			}
+			return nil, s.fail("list", ErrProtocol, fmt.Errorf("LIST: %w", err))
 		}
 		s.broken = true
-		return nil, s.fail("list", classify(err, ErrProtocol), fmt.Errorf("UIDL: %w", err))
-	}
-	sizes, err := s.c.List(lctx)
-	if err != nil {
-		var pe *pop3client.Error
-		if !errors.As(err, &pe) {
-			s.broken = true
-		}
-		return nil, s.fail("list", classify(err, ErrProtocol), fmt.Errorf("LIST: %w", err))
+		return nil, s.fail("list", classify(err, ErrProtocol), fmt.Errorf("UIDL/LIST: %w", err))
 	}
 	bySize := make(map[int]int64, len(sizes))
 	for _, m := range sizes {
@@ -797,20 +793,45 @@ func (c *countingReader) Read(b []byte) (int, error) {
 // After a failure it only releases the rest: the destination is likely
 // broken (disk full), and what was not delivered stays on the server.
 func (s *session) deliverAll(ctx context.Context, queue <-chan *retrieved, freed chan<- int64) error {
-	var first error
-	for r := range queue {
-		if first == nil {
-			if err := s.deliverOne(ctx, r); err != nil {
-				first = err
-				s.delivFail.Store(true)
-			}
-		}
-		r.sp.Close()
-		s.used.Add(-r.it.size)
-		freed <- r.it.size
+	// A Maildir takes messages in any order and each delivery waits for
+	// its own fsyncs, so several run at once and the file system commits
+	// their syncs together: one at a time, the disk, not the network, set
+	// the pace. mbox order matters and an MDA or LMTP server may not
+	// expect parallel deliveries, so those get one worker.
+	workers := 1
+	if strings.HasPrefix(s.a.Deliver, "maildir:") {
+		workers = maildirWorkers
 	}
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range queue {
+				if !s.delivFail.Load() {
+					if err := s.deliverOne(ctx, r); err != nil {
+						mu.Lock()
+						if first == nil {
+							first = err
+						}
+						mu.Unlock()
+						s.delivFail.Store(true)
+					}
+				}
+				r.sp.Close()
+				s.used.Add(-r.it.size)
+				freed <- r.it.size
+			}
+		}()
+	}
+	wg.Wait()
 	return first
 }
+
+// maildirWorkers is how many Maildir deliveries run at once.
+const maildirWorkers = 8
 
 func (s *session) deliverOne(ctx context.Context, r *retrieved) error {
 	it := r.it
@@ -833,8 +854,10 @@ func (s *session) deliverOne(ctx context.Context, r *retrieved) error {
 	if err := s.j.Delivered(it.e, it.size); err != nil {
 		return s.fail("journal", ErrDelivery, err)
 	}
+	s.resMu.Lock()
 	s.res.Fetched++
 	s.res.Bytes += r.n
+	s.resMu.Unlock()
 	if s.o.Progress != nil {
 		s.o.Progress.Delivered(r.n)
 	}
@@ -882,6 +905,13 @@ func (s *session) deleteAndQuit(del []*item, window int) error {
 			}
 			return s.fail("delete", classify(err, ErrProtocol), err)
 		}
+	}
+	if len(del) == 0 {
+		// Nothing marked: the QUIT reply cannot change anything, so do
+		// not wait a round trip for it.
+		s.c.Hangup(ctx)
+		s.c = nil
+		return nil
 	}
 	if err := s.c.Quit(ctx); err != nil {
 		s.broken = true

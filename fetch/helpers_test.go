@@ -65,7 +65,7 @@ func (b testBackend) Open(ctx context.Context, user string) (store.Maildrop, err
 }
 
 // startServer runs a pop3server with user "alice", password "secret".
-func startServer(t *testing.T, o serverOpts) *testServer {
+func startServer(t testing.TB, o serverOpts) *testServer {
 	t.Helper()
 	root := t.TempDir()
 	st, err := maildir.New(root, maildir.Options{NoFsync: true})

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -85,7 +86,9 @@ type Journal struct {
 	// floor is the lowest generation a new UIDL may take: one more than
 	// the generation of any entry compaction has dropped, so that a UIDL
 	// the journal forgot and the server reuses still gets a new key.
-	floor    int
+	floor int
+	// mu serialises writes: the delivery workers record concurrently.
+	mu       sync.Mutex
 	records  int  // lines in the file, for deciding when to compact
 	unsynced bool // records written since the last fsync
 }
@@ -312,10 +315,12 @@ func seenLine(e *Entry) []byte {
 // append writes records and fsyncs them: when it returns nil they survive
 // a crash, together with every record written before them.
 func (j *Journal) append(b []byte) error {
-	if err := j.write(b); err != nil {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.writeLocked(b); err != nil {
 		return err
 	}
-	return j.Sync()
+	return j.syncLocked()
 }
 
 // write writes records without waiting for the disk. It serves the records
@@ -324,6 +329,12 @@ func (j *Journal) append(b []byte) error {
 // and Sync runs before anything relies on them (DELE, the run record).
 // One fsync per message was the fetcher's bottleneck.
 func (j *Journal) write(b []byte) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.writeLocked(b)
+}
+
+func (j *Journal) writeLocked(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -337,6 +348,12 @@ func (j *Journal) write(b []byte) error {
 
 // Sync makes every record written so far durable.
 func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.syncLocked()
+}
+
+func (j *Journal) syncLocked() error {
 	if !j.unsynced {
 		return nil
 	}

@@ -1,0 +1,132 @@
+package pop3client
+
+import (
+	"context"
+	"errors"
+	"strings"
+)
+
+// The methods here save round trips at the start and end of a session,
+// which over a slow link cost more than the commands themselves. They
+// pipeline only when the server advertised PIPELINING in a CAPA reply this
+// Client has seen (RFC 2449 §6.6); otherwise they send one command at a
+// time, like the methods they combine.
+
+func (c *Client) pipelining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.caps.Has("PIPELINING")
+}
+
+// Login sends USER and PASS (RFC 1939 §7), in one write when the server
+// pipelines. The error is the first -ERR (an *Error) or failure.
+func (c *Client) Login(ctx context.Context, name, password string) error {
+	if !c.pipelining() {
+		if err := c.User(ctx, name); err != nil {
+			return err
+		}
+		return c.Pass(ctx, password)
+	}
+	if err := checkArg("USER", "user name", name); err != nil {
+		return err
+	}
+	if name == "" || strings.ContainsAny(name, " \t") {
+		return errors.New("pop3client: USER: user name empty or containing spaces")
+	}
+	if err := checkArg("PASS", "password", password); err != nil {
+		return err
+	}
+	o, err := c.begin(ctx, "USER+PASS")
+	if err != nil {
+		return err
+	}
+	defer o.end()
+	o.write("USER "+name, "")
+	o.write("PASS "+password, "PASS")
+	if err := o.flush(); err != nil {
+		return err
+	}
+	// Both replies are read so the session stays in step whatever they say.
+	var first error
+	for _, cmd := range []string{"USER", "PASS"} {
+		ok, text, err := o.status()
+		if err != nil {
+			return err
+		}
+		if !ok && first == nil {
+			first = parseError(cmd, text)
+		}
+	}
+	if first == nil {
+		c.mu.Lock()
+		c.caps = nil // RFC 2449 §5: capabilities may change after login
+		c.mu.Unlock()
+	}
+	return first
+}
+
+// Listings returns the UIDL and LIST listings of the maildrop (RFC 1939
+// §5, §7), asked for in one write when the server pipelines.
+func (c *Client) Listings(ctx context.Context) (uidls, sizes []MessageInfo, err error) {
+	if !c.pipelining() {
+		if uidls, err = c.UIDL(ctx); err != nil {
+			return nil, nil, err
+		}
+		sizes, err = c.List(ctx)
+		return uidls, sizes, err
+	}
+	o, err := c.begin(ctx, "UIDL+LIST")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer o.end()
+	o.write("UIDL", "")
+	o.write("LIST", "")
+	if err := o.flush(); err != nil {
+		return nil, nil, err
+	}
+	var first error
+	for _, cmd := range []string{"UIDL", "LIST"} {
+		ok, text, err := o.status()
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			if first == nil {
+				first = parseError(cmd, text)
+			}
+			continue
+		}
+		err = o.listing(c.opts.MaxListing, func(line string) error {
+			if cmd == "UIDL" {
+				mi, _, err := parseUIDL(line)
+				uidls = append(uidls, mi)
+				return err
+			}
+			mi, err := parseScan(line)
+			sizes = append(sizes, mi)
+			return err
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if first != nil {
+		return nil, nil, first
+	}
+	return uidls, sizes, nil
+}
+
+// Hangup sends QUIT and closes the connection without waiting for the
+// reply. It is for sessions that marked nothing for deletion, where the
+// reply cannot change anything (RFC 1939 §6: the UPDATE state only removes
+// marked messages), and it saves the round trip. Use Quit after DELE.
+func (c *Client) Hangup(ctx context.Context) error {
+	o, err := c.begin(ctx, "QUIT")
+	if err != nil {
+		return err
+	}
+	err = o.send("QUIT", "")
+	o.end()
+	return errors.Join(err, c.Close())
+}
