@@ -91,6 +91,11 @@ type Client struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	caps Capabilities // nil until CAPA succeeded, and again after STLS/login
+	// pipelining: the last CAPA offered PIPELINING. Unlike caps it
+	// survives login: PIPELINING describes the server's command reader,
+	// which does not change when the user is known, and asking again
+	// would cost the round trip that pipelining saves. STLS clears it.
+	pipelining bool
 
 	mu     sync.Mutex // guards the fields below
 	conn   net.Conn   // *tls.Conn after STLS

@@ -80,6 +80,9 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 		return nil, err
 	}
 	c.caps = caps
+	c.mu.Lock()
+	c.pipelining = caps.Has("PIPELINING")
+	c.mu.Unlock()
 	return cloneCaps(caps), nil
 }
 
@@ -145,6 +148,9 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	c.w.Reset(tc)
 	// RFC 2595 §4: the client MUST discard cached capabilities.
 	c.caps = nil
+	c.mu.Lock()
+	c.pipelining = false
+	c.mu.Unlock()
 	return nil
 }
 

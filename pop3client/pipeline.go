@@ -9,19 +9,19 @@ import (
 // The methods here save round trips at the start and end of a session,
 // which over a slow link cost more than the commands themselves. They
 // pipeline only when the server advertised PIPELINING in a CAPA reply this
-// Client has seen (RFC 2449 §6.6); otherwise they send one command at a
-// time, like the methods they combine.
+// Client has seen (RFC 2449 §6.6), before or after login; otherwise they
+// send one command at a time, like the methods they combine.
 
-func (c *Client) pipelining() bool {
+func (c *Client) canPipeline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.caps.Has("PIPELINING")
+	return c.pipelining
 }
 
 // Login sends USER and PASS (RFC 1939 §7), in one write when the server
 // pipelines. The error is the first -ERR (an *Error) or failure.
 func (c *Client) Login(ctx context.Context, name, password string) error {
-	if !c.pipelining() {
+	if !c.canPipeline() {
 		if err := c.User(ctx, name); err != nil {
 			return err
 		}
@@ -68,7 +68,7 @@ func (c *Client) Login(ctx context.Context, name, password string) error {
 // Listings returns the UIDL and LIST listings of the maildrop (RFC 1939
 // §5, §7), asked for in one write when the server pipelines.
 func (c *Client) Listings(ctx context.Context) (uidls, sizes []MessageInfo, err error) {
-	if !c.pipelining() {
+	if !c.canPipeline() {
 		if uidls, err = c.UIDL(ctx); err != nil {
 			return nil, nil, err
 		}

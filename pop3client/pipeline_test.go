@@ -116,3 +116,23 @@ func TestHangup(t *testing.T) {
 		t.Error("the Client is still usable after Hangup")
 	}
 }
+
+// TestListingsPipelinedAfterLogin: PIPELINING learnt before login still
+// applies after it, when the capability cache has been dropped.
+func TestListingsPipelinedAfterLogin(t *testing.T) {
+	c := dialFake(t, "+OK hi\r\n", []step{
+		{recv: "CAPA\r\n", send: capaPipelining},
+		{recv: "USER a\r\nPASS b\r\n", send: "+OK\r\n+OK\r\n"},
+		{recv: "UIDL\r\nLIST\r\n", send: "+OK\r\n.\r\n+OK\r\n.\r\n"},
+	}, nil)
+	ctx := testCtx(t)
+	if _, err := c.Capabilities(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Listings(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
