@@ -129,7 +129,8 @@ func (o Options) withDefaults() Options {
 //	smtp:ADDR       an SMTP server (RFC 5321); port 25 if ADDR has none
 //
 // ADDR is host:port, unix:/path or an absolute socket path. A leading ~/ in
-// PATH is the user's home directory.
+// PATH is the user's home directory. With an error the Destination is a
+// nil interface, so callers may test either result.
 func Open(spec string, opts Options) (Destination, error) {
 	scheme, rest, ok := strings.Cut(spec, ":")
 	if !ok {
@@ -142,10 +143,22 @@ func Open(spec string, opts Options) (Destination, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dest: %s: %w", spec, err)
 		}
+		// Each constructor's *T result goes through a nil check: returning
+		// it directly would turn a nil *T into a non-nil Destination that
+		// comes with the error (the typed-nil trap, Go FAQ "Why is my nil
+		// error value not equal to nil?").
 		if scheme == "maildir" {
-			return openMaildir(path, opts)
+			md, err := openMaildir(path, opts)
+			if err != nil {
+				return nil, err
+			}
+			return md, nil
 		}
-		return openMbox(path, opts)
+		mb, err := openMbox(path, opts)
+		if err != nil {
+			return nil, err
+		}
+		return mb, nil
 	case "mda":
 		if strings.TrimSpace(rest) == "" {
 			return nil, fmt.Errorf("dest: %q: empty command", spec)

@@ -121,6 +121,37 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// Open's error returns carry a nil interface, not a nil pointer wrapped in
+// one: `if d != nil { d.Close() }` after a failed Open must not call a
+// method on a nil *maildirDest or *mboxDest.
+func TestOpenErrorNilDestination(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []string{
+		"maildir:" + file + "/Maildir",  // openMaildir fails
+		"mbox:" + dir + "/missing/mbox", // openMbox fails
+		"mbox:" + file + "/mbox",
+		"mbox:" + dir, // a directory
+		"maildir:",
+		"mda:",
+		"lmtp:",
+		"nonsense",
+	} {
+		d, err := Open(spec, Options{})
+		if err == nil {
+			d.Close()
+			t.Errorf("Open(%q) succeeded", spec)
+			continue
+		}
+		if d != nil {
+			t.Errorf("Open(%q) = %#v (a non-nil Destination) with error %v", spec, d, err)
+		}
+	}
+}
+
 func describe(d Destination) string {
 	switch d := d.(type) {
 	case *maildirDest:

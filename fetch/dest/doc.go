@@ -35,25 +35,54 @@
 //     unnamed temporary file next to the mbox, so the mbox is locked only
 //     for a local copy and never for the duration of a slow download.
 //
-//   - mbox locking: the dot-lock PATH.lock (O_EXCL; one older than five
-//     minutes is stale and broken, a holder refreshes its own every minute)
-//     and then a write lock through fcntl, the order of procmail and
-//     Dovecot. Postfix and mutt lock in the other order, so neither lock is
-//     ever waited for while holding the other: both are tried without
-//     blocking and the pair retried with back-off until ctx ends (at most
-//     two minutes), then ErrTemporary. The fcntl lock is an OFD lock
-//     (F_OFD_SETLK): it conflicts with the classic fcntl locks of other
-//     programs like one of them, but also between two Destinations in one
-//     process, and closing an unrelated descriptor does not drop it. If the
-//     directory refuses the dot-lock (a /var/mail this user cannot write),
-//     fcntl alone is used, as mutt and procmail then do.
+//   - mbox locking: the dot-lock PATH.lock and then a write lock through
+//     fcntl, the order of procmail and Dovecot. Postfix and mutt lock in
+//     the other order, so neither lock is ever waited for while holding the
+//     other: both are tried without blocking and the pair retried with
+//     back-off until ctx ends (at most two minutes), then ErrTemporary. The
+//     fcntl lock is an OFD lock (F_OFD_SETLK): it conflicts with the classic
+//     fcntl locks of other programs like one of them, but also between two
+//     Destinations in one process, and closing an unrelated descriptor does
+//     not drop it. If the directory refuses the dot-lock (a /var/mail this
+//     user cannot write), fcntl alone is used, as mutt and procmail then do.
+//
+//   - The dot-lock holds "PID:HOST", as Dovecot's do, and appears whole:
+//     written to an O_TMPFILE file, then linked to its name (link never
+//     replaces), so a kill cannot leave an empty one (O_EXCL and then a
+//     write where O_TMPFILE is missing, as on NFS). It is stale when it
+//     names this host and a PID that kill(pid, 0) reports gone (ESRCH), so
+//     a SIGKILLed holder blocks nobody, and else when older than five
+//     minutes (a holder refreshes its own every minute), the only rule for
+//     locks from other hosts or without "PID:HOST". A stale lock is renamed
+//     aside, judged again and put back (link never replaces) if it turned
+//     out fresh, so a lock someone else made meanwhile is never removed.
 //
 //   - mbox append: with both locks held, an intent record is appended to
 //     the sidecar PATH.popbox-keys and fsynced, then the entry is written
 //     at the end of the mbox and the mbox fsynced; any failure truncates
 //     the mbox back to its old size (and fsyncs that). The record is
 //     "D KEY OFFSET LENGTH CRC32C" of the entry, and the entry's first
-//     header is "X-Popbox-Key: KEY".
+//     header is "X-Popbox-Key: KEY". A sidecar whose last line lacks its
+//     newline (an intent torn by a crash) gets one before the next record.
+//
+//   - mbox recovery: a process killed in the middle of an append cannot cut
+//     back, so every Deliver, locks held, first looks at the sidecar's last
+//     D record (the only one whose append can be unfinished, since each
+//     Deliver does this first). If the mbox ends past OFFSET but short of
+//     OFFSET+LENGTH, the tail is cut back to OFFSET (and fsynced) when it
+//     is all ours: a prefix of our From_ line and key header, and no other
+//     writer's From_ line in it. A program locking with fcntl alone may
+//     have appended after the torn entry; its mail is never cut, the torn
+//     copy then stays (a duplicate, not a loss). An mbox at or past
+//     OFFSET+LENGTH is never truncated, since what follows OFFSET may be
+//     someone else's: a region there that fails to verify is only logged.
+//     Without a sidecar there is no record to tell where an append began
+//     or how long it was to be, so nothing is cut; the scan that stands in
+//     for the sidecar (Has's, or the one that rebuilds it) does not count
+//     the last entry's key unless the mbox ends with the blank line every
+//     entry of ours ends with, so a torn entry is not taken for a delivery.
+//     An entry cut right after a blank line of its body still looks whole
+//     to such a scan: only the sidecar's LENGTH and CRC tell.
 //
 //   - Why this mbox key record. Writing the sidecar after the mbox fsync
 //     would lose the key to a crash between the two, and a header alone
@@ -64,12 +93,13 @@
 //     has the recorded CRC, which a torn entry or one cut back lacks. So
 //     Has is right across a crash at any point, reads only the sidecar (the
 //     part appended since its last call) and the entries recorded for the
-//     key asked about, and caches what it proved. The sidecar is created by scanning the mbox
-//     for key headers (I records), so deleting it loses nothing; without
-//     one Has falls back to such a scan itself. If a mail reader rewrites
-//     the mbox (deleting older mail moves offsets), verification fails and
-//     Has answers false: the engine then delivers again, a duplicate, never
-//     a loss.
+//     key asked about, and caches what it proved. The sidecar is created
+//     by scanning the mbox for key headers (I records), so deleting it
+//     loses nothing but the proof against torn entries (see mbox
+//     recovery); without one Has falls back to such a scan itself. If a
+//     mail reader rewrites the mbox (deleting older mail moves offsets),
+//     verification fails and Has answers false: the engine then delivers
+//     again, a duplicate, never a loss.
 //
 //   - mda: /bin/sh -c COMMAND in its own process group, message on stdin,
 //     POPBOX_KEY, POPBOX_SENDER and POPBOX_RECIPIENT in the environment

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maildirDest delivers into one Maildir.
@@ -21,6 +23,8 @@ type maildirDest struct {
 	dir  string
 	opts Options
 	host string // Options.Hostname made safe for a file name
+
+	newSync *groupSync // fsyncs new/ for concurrent deliveries at once
 
 	mu      sync.Mutex
 	closed  bool
@@ -56,7 +60,11 @@ func openMaildir(dir string, opts Options) (*maildirDest, error) {
 			return nil, fmt.Errorf("dest: maildir %s: %w", dir, err)
 		}
 	}
-	return &maildirDest{dir: dir, opts: opts, host: safeHost(opts.Hostname)}, nil
+	gs, err := newGroupSync(filepath.Join(dir, "new"))
+	if err != nil {
+		return nil, fmt.Errorf("dest: maildir %s: %w", dir, err)
+	}
+	return &maildirDest{dir: dir, opts: opts, host: safeHost(opts.Hostname), newSync: gs}, nil
 }
 
 // safeHost encodes '/' and ':' in a host name as the Maildir spec asks
@@ -174,22 +182,17 @@ func (d *maildirDest) Deliver(ctx context.Context, r io.Reader, m Message) (err 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dest: maildir: %w", err)
 	}
-	// link, not rename (Maildir spec): link never replaces an existing file.
-	if err := os.Link(tmpPath, newPath); err != nil {
+	// The Maildir spec links and unlinks so that an existing file is never
+	// replaced; renameat2 with RENAME_NOREPLACE gives the same guarantee in
+	// one step, and leaves no tmp/ entry to tidy.
+	if err := moveNoReplace(tmpPath, newPath); err != nil {
 		return temporaryIO(fmt.Errorf("dest: maildir: %w", err))
 	}
-	if err := syncDir(filepath.Join(d.dir, "new")); err != nil {
+	if err := d.newSync.Sync(); err != nil {
 		// The file may or may not survive a crash: take it back, so that
 		// an error always means "not delivered".
 		os.Remove(newPath)
-		return temporaryIO(fmt.Errorf("dest: maildir: fsync new/: %w", err))
-	}
-	// From here the message is durable; failing to tidy tmp/ must not turn
-	// the delivery into an error (a retry would duplicate it).
-	if rerr := os.Remove(tmpPath); rerr != nil {
-		d.opts.Logger.Warn("maildir: removing tmp file", "path", tmpPath, "err", rerr)
-	} else if serr := syncDir(filepath.Join(d.dir, "tmp")); serr != nil {
-		d.opts.Logger.Warn("maildir: fsync tmp/", "dir", d.dir, "err", serr)
+		return temporaryIO(fmt.Errorf("dest: maildir: %w", err))
 	}
 	d.mu.Lock()
 	if d.keys != nil {
@@ -334,9 +337,12 @@ func scanNames(ctx context.Context, dir string, fn func(string)) error {
 func (d *maildirDest) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
 	d.closed = true
 	d.keys = nil
-	return nil
+	return d.newSync.Close()
 }
 
 // syncDir fsyncs a directory, making the entries created or removed in it
@@ -353,5 +359,22 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
+	return nil
+}
+
+// moveNoReplace renames from to to, failing if to exists. Where the file
+// system has no renameat2 it falls back to the spec's link and unlink.
+func moveNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	os.Remove(from) // a leftover tmp/ file is harmless (Maildir readers ignore tmp/)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type mboxDest struct {
 	// while the mbox keeps scanStamp.
 	scanned   map[string]struct{}
 	scanStamp fileStamp
+	// checked is the last sidecar record whose append recoverAppend found
+	// settled (or this Destination completed), so it is not verified again
+	// before every delivery.
+	checked lastIntent
 
 	// appendFault, when set (by tests), is called after each write to the
 	// mbox with the octets written so far; an error it returns fails the
@@ -75,6 +80,12 @@ type mboxDest struct {
 type keyRec struct {
 	off, length int64
 	crc         uint32
+}
+
+// lastIntent is the sidecar's last D record.
+type lastIntent struct {
+	key string
+	rec keyRec
 }
 
 type fileStamp struct {
@@ -217,18 +228,235 @@ func (d *mboxDest) Deliver(ctx context.Context, r io.Reader, m Message) error {
 	defer f.Close()
 	defer lk.release()
 
-	if err := d.append(ctx, f, lk, sp, m.Key, length, crc); err != nil {
+	d.recoverAppend(ctx, f)
+	rec, err := d.append(ctx, f, lk, sp, m.Key, length, crc)
+	if err != nil {
 		return err
 	}
 	// Has need not verify what it just watched being fsynced; the sidecar
-	// record itself reaches Has's cache through its incremental read.
+	// record itself reaches Has's cache through its incremental read. Nor
+	// need the next Deliver's recovery look at this append again.
 	d.mu.Lock()
 	if d.verified == nil {
 		d.verified = make(map[string]struct{})
 	}
 	d.verified[m.Key] = struct{}{}
+	d.checked = lastIntent{key: m.Key, rec: rec}
 	d.mu.Unlock()
 	return nil
+}
+
+// recoverAppend removes what an append killed midway (SIGKILL, a power
+// cut) left at the end of the mbox, before the message is appended again:
+// Has rightly answers false for such a torn entry, so without this the
+// mbox would keep a cut-off copy before the full one. Called with both
+// locks held, so no cooperating writer is appending meanwhile.
+//
+// It looks at the sidecar's last intent record, KEY OFFSET LENGTH CRC;
+// only the last one can describe an unfinished append, since every later
+// Deliver runs this first. With the mbox's size S:
+//
+//   - S <= OFFSET: the append never began, or failed and was cut back.
+//   - OFFSET < S < OFFSET+LENGTH: the append was cut short. The tail
+//     [OFFSET, S) is cut off (truncate, fsync) if it is all ours: it starts
+//     with the From_ line and our key header (or a prefix of them) and no
+//     other writer's entry starts in it (foreignEntryIn). Another program
+//     that locks only with fcntl (which our death released) may have
+//     appended after the torn entry without the file reaching OFFSET+LENGTH,
+//     and its message must not be cut off with ours; then the tail is left
+//     as it is: a torn copy plus a full one, a duplicate, never a loss.
+//   - S >= OFFSET+LENGTH: the region is complete, or it does not verify
+//     (the mbox was rewritten, or mail was appended after a torn entry).
+//     Nothing is truncated, since what follows OFFSET may be someone
+//     else's; a region that does not verify is logged.
+//
+// Failures are logged, not returned: recovery is tidying, and delivering
+// anyway is what happened before it existed.
+func (d *mboxDest) recoverAppend(ctx context.Context, f *os.File) {
+	log := d.opts.Logger
+	last, ok, err := readLastIntent(d.keysPath)
+	if err != nil {
+		log.Warn("mbox: reading the key index to recover an interrupted append", "path", d.keysPath, "err", err)
+		return
+	}
+	if !ok {
+		// No sidecar, or no D record. Without a record nothing tells where
+		// an append began or how long it was meant to be, and cutting on a
+		// guess could cut a complete message: a torn entry is left alone
+		// (scanMboxKeys does not count it as delivered).
+		return
+	}
+	d.mu.Lock()
+	settled := d.checked == last
+	d.mu.Unlock()
+	if settled {
+		return
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		log.Warn("mbox: recovering an interrupted append", "path", d.path, "err", err)
+		return
+	}
+	size, off, end := fi.Size(), last.rec.off, last.rec.off+last.rec.length
+	switch {
+	case size <= off:
+	case size < end:
+		ours, err := tornTailIsOurs(ctx, f, last.key, off, size)
+		if err != nil {
+			log.Warn("mbox: checking the end of an interrupted append", "path", d.path, "key", last.key, "err", err)
+			return
+		}
+		if !ours {
+			log.Warn("mbox: the end of an interrupted append is not only ours; leaving it", "path", d.path, "key", last.key, "offset", off, "have", size-off, "want", last.rec.length)
+			break
+		}
+		if err := f.Truncate(off); err != nil {
+			log.Error("mbox: cutting off an interrupted append", "path", d.path, "key", last.key, "err", err)
+			return
+		}
+		if err := f.Sync(); err != nil {
+			log.Error("mbox: fsync after cutting off an interrupted append", "path", d.path, "err", err)
+			return
+		}
+		log.Warn("mbox: cut off the incomplete end of an interrupted append", "path", d.path, "key", last.key, "offset", off, "removed", size-off, "of", last.rec.length)
+	default:
+		ok, err := verifyRegionAt(ctx, f, last.key, last.rec)
+		if err != nil {
+			log.Warn("mbox: verifying the last recorded append", "path", d.path, "key", last.key, "err", err)
+			return
+		}
+		if !ok {
+			log.Warn("mbox: the last recorded append does not verify (mbox rewritten, or mail appended after an interrupted append); leaving it", "path", d.path, "key", last.key, "offset", off, "length", last.rec.length)
+		}
+	}
+	d.mu.Lock()
+	d.checked = last
+	d.mu.Unlock()
+}
+
+// readLastIntent returns the sidecar's last complete line if it is a D
+// record. Only the end of the file is read: the sidecar grows by a line
+// per delivery and this runs before every one. A last line without its
+// newline (a crash while the intent was written, so its append never
+// began) is passed over.
+func readLastIntent(keysPath string) (lastIntent, bool, error) {
+	f, err := os.Open(keysPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lastIntent{}, false, nil
+	}
+	if err != nil {
+		return lastIntent{}, false, fmt.Errorf("dest: mbox: key index: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return lastIntent{}, false, fmt.Errorf("dest: mbox: key index: %w", err)
+	}
+	start := max(fi.Size()-2*maxKeysLine, 0)
+	buf := make([]byte, fi.Size()-start)
+	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return lastIntent{}, false, fmt.Errorf("dest: mbox: key index: %w", err)
+	}
+	end := bytes.LastIndexByte(buf, '\n')
+	if end < 0 {
+		return lastIntent{}, false, nil
+	}
+	begin := bytes.LastIndexByte(buf[:end], '\n') + 1
+	if begin == 0 && start > 0 {
+		// A line longer than the window: damaged, not a record.
+		return lastIntent{}, false, nil
+	}
+	line := buf[begin:end]
+	key, rec, ok := parseKeyRec(string(line))
+	if !ok || rec.length < 0 {
+		return lastIntent{}, false, nil
+	}
+	return lastIntent{key: key, rec: rec}, true, nil
+}
+
+// tornTailIsOurs reports whether the mbox's octets [off, size), the start
+// of an entry that was to be longer, are only what our append of key
+// wrote: a prefix of "From " ... "\n" then of the key header, and no other
+// writer's entry starting after that.
+func tornTailIsOurs(ctx context.Context, f *os.File, key string, off, size int64) (bool, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), maxMboxLine)
+	from, err := readBoundedLine(br)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.HasPrefix(from, []byte(fromLine)) && !strings.HasPrefix(fromLine, string(from)) {
+		return false, nil
+	}
+	hdr, err := readBoundedLine(br)
+	switch {
+	case errors.Is(err, io.EOF):
+		// Cut within the From_ line.
+	case err != nil:
+		return false, err
+	case !strings.HasPrefix(keyHeader+key+"\n", string(hdr)):
+		return false, nil
+	}
+	// From off+1: our own From_ line is not a foreign one.
+	foreign, err := foreignEntryIn(ctx, io.NewSectionReader(f, off+1, size-off-1))
+	return !foreign && err == nil, err
+}
+
+// foreignFromLine matches, where "From " was found in the middle of a
+// line, the start of an mbox From_ line (RFC 4155: "From ", the sender,
+// blanks, an asctime date; Postfix puts two blanks) as another writer puts
+// it right after our unfinished last line when it does not first end that
+// line. Bounded so a match fits in foreignEntryIn's overlap.
+var foreignFromLine = regexp.MustCompile(`^From \S{1,256}\s{1,8}(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) `)
+
+// foreignOverlap is how many octets past a chunk foreignEntryIn needs to
+// judge a "From " found near its end: a foreignFromLine match at most.
+const foreignOverlap = 5 + 256 + 8 + 4
+
+// foreignEntryIn reports whether another mbox entry starts in r, the
+// octets of a torn entry of ours: a "From " at the start of a line
+// (mboxrd quotes every such line inside our entries to ">From ", so it is
+// someone else's From_ line) or a From_ line glued to the middle of one.
+// A message of ours whose text holds such a line mid-line looks foreign
+// too; that only means a torn entry is left in place. The octet before r
+// is taken to be in the middle of a line (r starts inside our From_ line).
+func foreignEntryIn(ctx context.Context, r io.Reader) (bool, error) {
+	const chunk = 64 << 10
+	needle := []byte(fromLine)
+	// buf[0] is the octet before the ones to check (a line end or not);
+	// checked positions are 1..hi.
+	buf := make([]byte, 1+chunk+foreignOverlap)
+	buf[0] = 'F'
+	n := 1
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		m, err := io.ReadFull(r, buf[n:])
+		n += m
+		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !eof {
+			return false, err
+		}
+		hi := n - foreignOverlap
+		if eof {
+			hi = n
+		}
+		for p := 1; p < hi; {
+			i := bytes.Index(buf[p:n], needle)
+			if i < 0 || p+i >= hi {
+				break
+			}
+			q := p + i
+			if buf[q-1] == '\n' || foreignFromLine.Match(buf[q:min(n, q+foreignOverlap)]) {
+				return true, nil
+			}
+			p = q + 1
+		}
+		if eof {
+			return false, nil
+		}
+		n = copy(buf, buf[hi-1:n])
+	}
 }
 
 // openLocked opens (creating it 0600) and locks the mbox. A mail reader
@@ -283,22 +511,22 @@ func openOrCreate(path string) (*os.File, bool, error) {
 	}
 }
 
-// append copies the spooled entry to the end of the locked mbox. Order: intent record fsynced, then
-// the entry written and fsynced; on any failure the mbox is cut back to its
-// old size.
-func (d *mboxDest) append(ctx context.Context, f *os.File, lk *mboxLock, sp *os.File, key string, length int64, crc uint32) error {
+// append copies the spooled entry to the end of the locked mbox and
+// returns its intent record. Order: intent record fsynced, then the entry
+// written and fsynced; on any failure the mbox is cut back to its old size.
+func (d *mboxDest) append(ctx context.Context, f *os.File, lk *mboxLock, sp *os.File, key string, length int64, crc uint32) (keyRec, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("dest: mbox: %w", err)
+		return keyRec{}, fmt.Errorf("dest: mbox: %w", err)
 	}
 	orig := fi.Size()
 	pad, err := separatorNeeded(f, orig)
 	if err != nil {
-		return fmt.Errorf("dest: mbox: %w", err)
+		return keyRec{}, fmt.Errorf("dest: mbox: %w", err)
 	}
 	off := orig + int64(len(pad))
 	if err := d.writeIntent(ctx, key, off, length, crc); err != nil {
-		return err
+		return keyRec{}, err
 	}
 	werr := func() error {
 		w := io.NewOffsetWriter(f, orig)
@@ -341,9 +569,9 @@ func (d *mboxDest) append(ctx context.Context, f *os.File, lk *mboxLock, sp *os.
 		} else if serr := f.Sync(); serr != nil {
 			d.opts.Logger.Error("mbox: fsync after truncating back", "path", d.path, "err", serr)
 		}
-		return temporaryIO(fmt.Errorf("dest: mbox: appending to %s: %w", d.path, werr))
+		return keyRec{}, temporaryIO(fmt.Errorf("dest: mbox: appending to %s: %w", d.path, werr))
 	}
-	return nil
+	return keyRec{off: off, length: length, crc: crc}, nil
 }
 
 // separatorNeeded returns what must precede a From_ line appended at size
@@ -374,10 +602,10 @@ func separatorNeeded(f *os.File, size int64) (string, error) {
 // the sidecar first if needed. Called with the mbox locked, so records are
 // in append order and a sidecar is created by one writer at a time.
 func (d *mboxDest) writeIntent(ctx context.Context, key string, off, length int64, crc uint32) error {
-	kf, err := os.OpenFile(d.keysPath, os.O_WRONLY|os.O_APPEND, 0)
+	kf, err := os.OpenFile(d.keysPath, os.O_RDWR|os.O_APPEND, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = d.createKeys(ctx); err == nil {
-			kf, err = os.OpenFile(d.keysPath, os.O_WRONLY|os.O_APPEND, 0)
+			kf, err = os.OpenFile(d.keysPath, os.O_RDWR|os.O_APPEND, 0)
 		}
 	}
 	if err != nil {
@@ -391,6 +619,16 @@ func (d *mboxDest) writeIntent(ctx context.Context, key string, off, length int6
 	}
 	defer kf.Close()
 	rec := fmt.Sprintf("D %s %d %d %08x\n", key, off, length, crc)
+	// A last line without its newline is an intent torn by a crash (its
+	// append never began). Appended to directly, our record would join it
+	// into one damaged line and be lost; so that line is ended first.
+	torn, err := endsWithoutNewline(kf)
+	if err != nil {
+		return temporaryIO(fmt.Errorf("dest: mbox: key index: %w", err))
+	}
+	if torn {
+		rec = "\n" + rec
+	}
 	if _, err := kf.WriteString(rec); err != nil {
 		return temporaryIO(fmt.Errorf("dest: mbox: key index: %w", err))
 	}
@@ -398,6 +636,20 @@ func (d *mboxDest) writeIntent(ctx context.Context, key string, off, length int6
 		return temporaryIO(fmt.Errorf("dest: mbox: key index: %w", err))
 	}
 	return nil
+}
+
+// endsWithoutNewline reports whether f is non-empty and its last octet is
+// not '\n'.
+func endsWithoutNewline(f *os.File) (bool, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, err
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], fi.Size()-1); err != nil {
+		return false, err
+	}
+	return b[0] != '\n', nil
 }
 
 // createKeys makes a new sidecar holding an I record for every key the
@@ -441,6 +693,15 @@ func (d *mboxDest) createKeys(ctx context.Context) error {
 // whose From_ line is directly followed by our key header. Lines are read
 // with a bound; in mboxrd every unquoted "From " at a line start begins a
 // message.
+//
+// The last entry's key is left out unless the file ends with the blank
+// line that ends each of our entries: an entry without it was cut off (a
+// crash in the middle of its append), and with no sidecar record to tell
+// its length that is the one sign of it there is. Counting it would make
+// Has report a torn message as delivered, and the engine delete it from
+// the server: a loss; leaving it out costs at worst a second copy. An
+// entry cut just after a blank line of its body still looks whole, which
+// only the sidecar's LENGTH and CRC rule out.
 func scanMboxKeys(ctx context.Context, path string) (map[string]struct{}, error) {
 	keys := make(map[string]struct{})
 	f, err := os.Open(path)
@@ -453,6 +714,8 @@ func scanMboxKeys(ctx context.Context, path string) (map[string]struct{}, error)
 	defer f.Close()
 	br := bufio.NewReaderSize(f, maxMboxLine)
 	afterFrom := false
+	pending := ""      // the key of the entry being read, "" if none
+	endsBlank := false // the last line read is an empty one
 	for n := 0; ; n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -461,6 +724,9 @@ func scanMboxKeys(ctx context.Context, path string) (map[string]struct{}, error)
 		}
 		line, err := readBoundedLine(br)
 		if errors.Is(err, io.EOF) {
+			if pending != "" && endsBlank {
+				keys[pending] = struct{}{}
+			}
 			return keys, nil
 		}
 		if err != nil {
@@ -470,11 +736,20 @@ func scanMboxKeys(ctx context.Context, path string) (map[string]struct{}, error)
 			if k, ok := strings.CutPrefix(string(line), keyHeader); ok {
 				k = strings.TrimRight(k, "\n")
 				if checkKey(k) == nil {
-					keys[k] = struct{}{}
+					pending = k
 				}
 			}
 		}
 		afterFrom = bytes.HasPrefix(line, []byte(fromLine))
+		if afterFrom {
+			// The previous entry was followed by another: complete as far
+			// as a scan can tell.
+			if pending != "" {
+				keys[pending] = struct{}{}
+			}
+			pending = ""
+		}
+		endsBlank = n > 0 && string(line) == "\n"
 	}
 }
 
@@ -638,6 +913,11 @@ func verifyRegion(ctx context.Context, path, key string, rec keyRec) (bool, erro
 		return false, fmt.Errorf("dest: mbox: %w", err)
 	}
 	defer f.Close()
+	return verifyRegionAt(ctx, f, key, rec)
+}
+
+// verifyRegionAt is verifyRegion on an open mbox.
+func verifyRegionAt(ctx context.Context, f *os.File, key string, rec keyRec) (bool, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return false, fmt.Errorf("dest: mbox: %w", err)

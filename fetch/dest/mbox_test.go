@@ -20,11 +20,17 @@ import (
 )
 
 // TestMain lets the test binary serve as the second process of
-// TestMboxConcurrentProcesses: re-executed with POPBOX_DEST_HELPER set, it
-// appends messages and exits instead of running tests.
+// TestMboxConcurrentProcesses, TestMboxKilledMidAppend and
+// TestMboxKilledCreatingDotLock: re-executed with POPBOX_DEST_HELPER set,
+// it delivers and exits, or is killed, instead of running tests.
 func TestMain(m *testing.M) {
-	if os.Getenv("POPBOX_DEST_HELPER") == "mbox-writer" {
+	switch os.Getenv("POPBOX_DEST_HELPER") {
+	case "mbox-writer":
 		os.Exit(mboxWriterHelper())
+	case "killed-append":
+		os.Exit(killedAppendHelper())
+	case "dotlock-killed":
+		os.Exit(dotLockKilledHelper())
 	}
 	os.Exit(m.Run())
 }
