@@ -125,6 +125,13 @@ type session struct {
 	delivFail atomic.Bool
 	used      atomic.Int64 // spooled bytes not yet delivered
 	resMu     sync.Mutex   // res.Fetched and res.Bytes, counted by the delivery workers
+	pre       *listings    // listings read together with the login, for list
+}
+
+// listings are the UIDL and LIST replies of a session.
+type listings struct {
+	uidls, sizes []pop3client.MessageInfo
+	err          error // the server refused one of them
 }
 
 func (s *session) now() time.Time {
@@ -382,8 +389,17 @@ func (s *session) login(ctx context.Context) (int, error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
 	if m.name == "USER" {
-		// USER and PASS in one round trip when the server pipelines.
-		err = s.c.Login(octx, s.a.User, s.a.Password)
+		// USER, PASS, UIDL and LIST in one round trip when the server
+		// pipelines; list() takes the listings from here.
+		var l listings
+		l.uidls, l.sizes, err = s.c.LoginAndListings(octx, s.a.User, s.a.Password)
+		var pe *pop3client.Error
+		if errors.As(err, &pe) && (pe.Command == "UIDL" || pe.Command == "LIST") {
+			l.err, err = err, nil // logged in; list() reports the refusal
+		}
+		if err == nil {
+			s.pre = &l
+		}
 	} else {
 		sc, serr := saslClient(m, s.a, s.a.Password, state)
 		if serr != nil {
@@ -428,8 +444,16 @@ func (s *session) login(ctx context.Context) (int, error) {
 // §7, optional in the RFC) there is no way to know what was fetched before.
 func (s *session) list(ctx context.Context) ([]*item, error) {
 	lctx := context.WithoutCancel(ctx) // per-read deadlines come from the client's Timeout
-	// Both listings in one round trip when the server pipelines.
-	uidls, sizes, err := s.c.Listings(lctx)
+	// Both listings in one round trip when the server pipelines, or
+	// already read along with the login.
+	var uidls, sizes []pop3client.MessageInfo
+	var err error
+	if s.pre != nil {
+		uidls, sizes, err = s.pre.uidls, s.pre.sizes, s.pre.err
+		s.pre = nil
+	} else {
+		uidls, sizes, err = s.c.Listings(lctx)
+	}
 	if err != nil {
 		var pe *pop3client.Error
 		if errors.As(err, &pe) {

@@ -27,13 +27,7 @@ func (c *Client) Login(ctx context.Context, name, password string) error {
 		}
 		return c.Pass(ctx, password)
 	}
-	if err := checkArg("USER", "user name", name); err != nil {
-		return err
-	}
-	if name == "" || strings.ContainsAny(name, " \t") {
-		return errors.New("pop3client: USER: user name empty or containing spaces")
-	}
-	if err := checkArg("PASS", "password", password); err != nil {
+	if err := checkUserPass(name, password); err != nil {
 		return err
 	}
 	o, err := c.begin(ctx, "USER+PASS")
@@ -85,15 +79,28 @@ func (c *Client) Listings(ctx context.Context) (uidls, sizes []MessageInfo, err 
 	if err := o.flush(); err != nil {
 		return nil, nil, err
 	}
-	var first error
+	uidls, sizes, refused, err := c.readListings(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if refused != nil {
+		return nil, nil, refused
+	}
+	return uidls, sizes, nil
+}
+
+// readListings reads the replies to a pipelined "UIDL" and "LIST". refused
+// is the first -ERR among them (an *Error); err is a failure that leaves
+// the connection unusable.
+func (c *Client) readListings(o *op) (uidls, sizes []MessageInfo, refused, err error) {
 	for _, cmd := range []string{"UIDL", "LIST"} {
 		ok, text, err := o.status()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if !ok {
-			if first == nil {
-				first = parseError(cmd, text)
+			if refused == nil {
+				refused = parseError(cmd, text)
 			}
 			continue
 		}
@@ -108,13 +115,21 @@ func (c *Client) Listings(ctx context.Context) (uidls, sizes []MessageInfo, err 
 			return err
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	if first != nil {
-		return nil, nil, first
+	return uidls, sizes, refused, nil
+}
+
+// checkUserPass validates USER and PASS arguments before anything is sent.
+func checkUserPass(name, password string) error {
+	if err := checkArg("USER", "user name", name); err != nil {
+		return err
 	}
-	return uidls, sizes, nil
+	if name == "" || strings.ContainsAny(name, " \t") {
+		return errors.New("pop3client: USER: user name empty or containing spaces")
+	}
+	return checkArg("PASS", "password", password)
 }
 
 // Hangup sends QUIT and closes the connection without waiting for the
@@ -129,4 +144,62 @@ func (c *Client) Hangup(ctx context.Context) error {
 	err = o.send("QUIT", "")
 	o.end()
 	return errors.Join(err, c.Close())
+}
+
+// LoginAndListings logs in with USER and PASS and asks for the UIDL and
+// LIST listings, all in one write when the server pipelines: a fetcher's
+// whole session set-up in one round trip. If the login fails the listings
+// are refused by the server too (not logged in); the login's *Error is
+// returned. Without PIPELINING it is Login followed by Listings.
+func (c *Client) LoginAndListings(ctx context.Context, name, password string) (uidls, sizes []MessageInfo, err error) {
+	if !c.canPipeline() {
+		if err := c.Login(ctx, name, password); err != nil {
+			return nil, nil, err
+		}
+		return c.Listings(ctx)
+	}
+	if err := checkUserPass(name, password); err != nil {
+		return nil, nil, err
+	}
+	o, err := c.begin(ctx, "USER+PASS+UIDL+LIST")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer o.end()
+	o.write("USER "+name, "")
+	o.write("PASS "+password, "PASS")
+	o.write("UIDL", "")
+	o.write("LIST", "")
+	if err := o.flush(); err != nil {
+		return nil, nil, err
+	}
+	var loginErr error
+	for _, cmd := range []string{"USER", "PASS"} {
+		ok, text, err := o.status()
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok && loginErr == nil {
+			loginErr = parseError(cmd, text)
+		}
+	}
+	uidls, sizes, listErr, err := c.readListings(o)
+	if err != nil {
+		// A server may hang up after a failed login; the login's error
+		// is the one that explains it.
+		if loginErr != nil {
+			return nil, nil, loginErr
+		}
+		return nil, nil, err
+	}
+	if loginErr != nil {
+		return nil, nil, loginErr
+	}
+	c.mu.Lock()
+	c.caps = nil // RFC 2449 §5: capabilities may change after login
+	c.mu.Unlock()
+	if listErr != nil {
+		return nil, nil, listErr
+	}
+	return uidls, sizes, nil
 }

@@ -136,3 +136,50 @@ func TestListingsPipelinedAfterLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoginAndListings: the whole set-up in one write; a failed login is
+// reported as the login's error even though the listings were refused too.
+func TestLoginAndListings(t *testing.T) {
+	c := dialFake(t, "+OK hi\r\n", []step{
+		{recv: "CAPA\r\n", send: capaPipelining},
+		{recv: "USER a\r\nPASS b\r\nUIDL\r\nLIST\r\n", send: "+OK\r\n+OK\r\n+OK\r\n1 x\r\n.\r\n+OK\r\n1 9\r\n.\r\n"},
+	}, nil)
+	ctx := testCtx(t)
+	if _, err := c.Capabilities(ctx); err != nil {
+		t.Fatal(err)
+	}
+	uidls, sizes, err := c.LoginAndListings(ctx, "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]MessageInfo{{Num: 1, UIDL: "x"}}, uidls); d != "" {
+		t.Errorf("uidls (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]MessageInfo{{Num: 1, Size: 9}}, sizes); d != "" {
+		t.Errorf("sizes (-want +got):\n%s", d)
+	}
+
+	c = dialFake(t, "+OK hi\r\n", []step{
+		{recv: "CAPA\r\n", send: capaPipelining},
+		{recv: "USER a\r\nPASS b\r\nUIDL\r\nLIST\r\n", send: "+OK\r\n-ERR [AUTH] bad\r\n-ERR no\r\n-ERR no\r\n"},
+	}, nil)
+	if _, err := c.Capabilities(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var pe *Error
+	if _, _, err := c.LoginAndListings(ctx, "a", "b"); !errors.As(err, &pe) || pe.Command != "PASS" || pe.Code != "AUTH" {
+		t.Fatalf("failed login: %v, want the PASS [AUTH] error", err)
+	}
+
+	// A server that hangs up after the failed PASS: still the login error.
+	c = dialFake(t, "+OK hi\r\n", []step{
+		{recv: "CAPA\r\n", send: capaPipelining},
+		{recv: "USER a\r\nPASS b\r\nUIDL\r\nLIST\r\n", send: "+OK\r\n-ERR [AUTH] bad\r\n", hangUp: true},
+	}, nil)
+	if _, err := c.Capabilities(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.LoginAndListings(ctx, "a", "b"); !errors.As(err, &pe) || pe.Command != "PASS" {
+		t.Fatalf("failed login then hang-up: %v, want the PASS error", err)
+	}
+}
