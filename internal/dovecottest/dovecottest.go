@@ -28,17 +28,8 @@ package dovecottest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -51,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbox/popbox/internal/testcert"
 )
 
 // MailUser is the system user that owns the test mail.
@@ -226,44 +219,18 @@ func mailUser() (int, int, error) {
 }
 
 func (d *Dovecot) writeCert() error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"popbox dovecottest"}},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true, // so that it can serve as its own ca_file
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	p, err := testcert.New("popbox dovecottest")
 	if err != nil {
 		return err
 	}
 	d.CertFile = filepath.Join(d.Dir, "ssl", "cert.pem")
-	if err := os.WriteFile(d.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(d.CertFile, p.CertPEM, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(d.Dir, "ssl", "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(d.Dir, "ssl", "key.pem"), p.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	sum := sha256.Sum256(der)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	pairs := make([]string, 0, len(sum))
-	for i := 0; i < len(h); i += 2 {
-		pairs = append(pairs, h[i:i+2])
-	}
-	d.Fingerprint = strings.Join(pairs, ":")
+	d.Fingerprint = p.Fingerprint
 	return nil
 }
 
