@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/popbox/popbox/internal/dovecottest"
 )
@@ -123,4 +124,33 @@ func strs(bs [][]byte) []string {
 		out[i] = string(b)
 	}
 	return out
+}
+
+// TestDovecotDeleteAfter: keep = true with delete_after against real
+// Dovecot: messages first seen more than 30 days ago (journal backdated)
+// are deleted from the server, newer ones stay, the local store has all.
+func TestDovecotDeleteAfter(t *testing.T) {
+	t.Parallel()
+	dc := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"aged": "pw-aged"}})
+	old := []string{"Subject: old 1\n\na\n", "Subject: old 2\n\n.\n..\nb\n"}
+	for _, m := range old {
+		dc.AddMessage(t, "aged", []byte(m))
+	}
+	host, port, _ := net.SplitHostPort(dc.POP3SAddr)
+	spec := "maildir:" + filepath.Join(t.TempDir(), "local")
+	a := account(t, "server = "+quote(host), "port = "+port, `tls = "implicit"`, "ca_file = "+quote(dc.CertFile),
+		"deliver = "+quote(spec), "keep = true", `delete_after = "30d"`)
+	a.User, a.Password = "aged", "pw-aged"
+	if r := mustRun(t, a, Options{}); r.Fetched != 2 || r.Deleted != 0 {
+		t.Fatalf("first run: fetched %d deleted %d, want 2 and 0", r.Fetched, r.Deleted)
+	}
+	backdate(t, a, 31*24*time.Hour)
+	recent := []string{"Subject: new 1\n\nc\n"}
+	dc.AddMessage(t, "aged", []byte(recent[0]))
+	r := mustRun(t, a, Options{})
+	if r.Fetched != 1 || r.Deleted != 2 {
+		t.Errorf("second run: fetched %d deleted %d, want 1 and 2", r.Fetched, r.Deleted)
+	}
+	sameMessages(t, "Dovecot after delete_after", recent, strs(dc.Messages(t, "aged")))
+	sameMessages(t, "local store", append(old, recent...), local(t, spec))
 }
