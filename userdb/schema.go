@@ -19,6 +19,32 @@ func migrations() []string {
 			created       INTEGER NOT NULL,
 			updated       INTEGER NOT NULL
 		) STRICT`,
+		// 2: app passwords and login history. id is the app password's
+		// first group, a non-secret selector (see apppass.go); hash is the
+		// argon2id hash of the whole password. Both tables go with their
+		// user (foreign_keys is on for every connection). login_events
+		// keeps at most MaxLoginHistory successes and as many failures per
+		// user; ok is 1 for a success, 0 for a failure; time is Unix
+		// seconds.
+		`CREATE TABLE app_passwords (
+			user      TEXT    NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+			id        TEXT    NOT NULL,
+			label     TEXT    NOT NULL,
+			hash      TEXT    NOT NULL,
+			created   INTEGER NOT NULL,
+			last_used INTEGER,
+			PRIMARY KEY (user, id),
+			UNIQUE (user, label)
+		) STRICT;
+		CREATE TABLE login_events (
+			seq       INTEGER PRIMARY KEY,
+			user      TEXT    NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+			ok        INTEGER NOT NULL CHECK (ok IN (0, 1)),
+			time      INTEGER NOT NULL,
+			remote    TEXT    NOT NULL,
+			mechanism TEXT    NOT NULL
+		) STRICT;
+		CREATE INDEX login_events_user ON login_events (user, ok, time);`,
 	}
 }
 

@@ -32,6 +32,15 @@
 //     parameters, made once per DB. Only users with hashes of another
 //     scheme or cost (not yet upgraded) differ in timing, which reveals that
 //     the account exists; that is inherent in importing them.
+//   - App passwords (one per device, revocable on its own) are argon2id
+//     hashes too. The generated password's first group is a non-secret ID
+//     that selects the one hash to verify, so a login costs one
+//     verification however many app passwords the user has; see
+//     apppass.go for the format and the trade-off.
+//   - Login history (RecordLogin, LoginHistory) keeps the last
+//     MaxLoginHistory successful logins and as many failures per user, so
+//     the table stays small however long the server runs or however hard
+//     it is attacked.
 //   - At most Options.MaxConcurrentHashes hash computations run at a time.
 //     Hashing is CPU-bound, so more would not raise the login rate, only
 //     memory use (19 MiB per argon2id computation at the defaults) and
@@ -367,42 +376,63 @@ func (db *DB) Count(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Authenticate checks name's password and returns the canonical name. An
-// invalid name, an unknown user and a wrong password all return
-// ErrAuthFailed, after the same amount of work (see the package
-// documentation). Other errors (database failure, ctx done while waiting for
-// a hashing slot) are returned wrapped and mean "try again later", not "wrong
-// password".
+// Authenticate checks name's password, the main one or any of the user's
+// app passwords, and returns the canonical name. An invalid name, an unknown
+// user, a wrong password and a revoked app password all return
+// ErrAuthFailed, after the same amount of work: exactly one hash
+// verification (see the package documentation and apppass.go). Other errors
+// (database failure, ctx done while waiting for a hashing slot) are returned
+// wrapped and mean "try again later", not "wrong password".
 //
-// After a successful login with a hash of another scheme or cost, the hash
-// is replaced by an argon2id hash with the current parameters; failures of
+// A successful login with an app password records its last use. After a
+// successful login with a hash of another scheme or cost, the hash is
+// replaced by an argon2id hash with the current parameters; failures of
 // that upgrade are logged, not returned.
 func (db *DB) Authenticate(ctx context.Context, name, password string) (canonicalName string, err error) {
 	if ValidName(name) != nil {
 		return "", db.failDummy(ctx, password)
 	}
 	name = Canonical(name)
-	var stored string
-	err = db.sql.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE name = ?`, name).Scan(&stored)
+	// The app password, if the password has that shape and its ID selects
+	// one of the user's, comes in the same query: the lookup costs the
+	// same whether or not it does.
+	appCanonical, appID, isApp := parseAppPassword(password)
+	var (
+		stored  string
+		appHash sql.NullString
+	)
+	err = db.sql.QueryRowContext(ctx,
+		`SELECT u.password_hash, a.hash FROM users u
+		 LEFT JOIN app_passwords a ON a.user = u.name AND a.id = ?
+		 WHERE u.name = ?`, appID, name).Scan(&stored, &appHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", db.failDummy(ctx, password)
 	}
 	if err != nil {
 		return "", fmt.Errorf("userdb: looking up %q: %w", name, err)
 	}
+	useApp := isApp && appHash.Valid
+	verifyHash, verifyPassword := stored, password
+	if useApp {
+		verifyHash, verifyPassword = appHash.String, appCanonical
+	}
 
 	if err := db.acquire(ctx); err != nil {
 		return "", err
 	}
-	ok, err := passhash.Verify(stored, password)
+	ok, err := passhash.Verify(verifyHash, verifyPassword)
 	db.release()
 	if err != nil {
 		// Only a hand-edited database gets here: imports are validated.
-		db.log.Error("userdb: stored password hash is unusable", "user", name, "err", err)
+		db.log.Error("userdb: stored password hash is unusable", "user", name, "app_password", useApp, "err", err)
 		return "", ErrAuthFailed
 	}
 	if !ok {
 		return "", ErrAuthFailed
+	}
+	if useApp {
+		db.appPasswordUsed(ctx, name, appID, verifyHash, verifyPassword, passhash.NeedsRehash(verifyHash, db.params))
+		return name, nil
 	}
 	if passhash.NeedsRehash(stored, db.params) {
 		db.upgrade(ctx, name, stored, password)

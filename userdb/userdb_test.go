@@ -455,7 +455,10 @@ func TestNoUpgradeForUnsettablePassword(t *testing.T) {
 // users exist. It compares the process CPU time of interleaved runs rather
 // than wall time, which on a shared machine mostly measures the other
 // processes; medians within a factor of 2. Skipping the dummy verification
-// would make the unknown-user cases ~100 times cheaper.
+// would make the unknown-user cases ~100 times cheaper. A user with app
+// passwords costs the same too, with or without an app password's shape:
+// verifying against every app password would make those cases 8 times
+// dearer here.
 func TestAuthenticateTiming(t *testing.T) {
 	ctx := t.Context()
 	db := openTest(t, filepath.Join(t.TempDir(), "users.db"), Options{
@@ -464,24 +467,42 @@ func TestAuthenticateTiming(t *testing.T) {
 	if err := db.Add(ctx, "alice", "right password"); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct{ name, user string }{
-		{"existing user, wrong password", "alice"},
-		{"unknown user", "mallory"},
-		{"invalid name", "mal lory"},
+	// carol has app passwords: a login still verifies one hash, whichever
+	// password is tried (see apppass.go).
+	if err := db.Add(ctx, "carol", "right password"); err != nil {
+		t.Fatal(err)
 	}
-	measure := func(user string) (cpu, wall time.Duration) {
+	var carolApp string
+	for i := range 8 {
+		pw, err := db.AddAppPassword(ctx, "carol", fmt.Sprint("device ", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		carolApp = pw
+	}
+	// Right ID, wrong secret: selects one of carol's app passwords.
+	wrongApp := carolApp[:5] + "2222-2222-2222"
+	cases := []struct{ name, user, password string }{
+		{"existing user, wrong password", "alice", "wrong password"},
+		{"unknown user", "mallory", "wrong password"},
+		{"invalid name", "mal lory", "wrong password"},
+		{"user with app passwords, wrong password", "carol", "wrong password"},
+		{"user with app passwords, wrong app password", "carol", wrongApp},
+		{"unknown user, app password shape", "mallory", wrongApp},
+	}
+	measure := func(user, password string) (cpu, wall time.Duration) {
 		// Start each run with a clean heap, so that garbage collection
 		// work left by earlier runs is not charged to this one.
 		runtime.GC()
 		c0, w0 := cpuTime(t), time.Now()
-		if _, err := db.Authenticate(ctx, user, "wrong password"); !errors.Is(err, ErrAuthFailed) {
-			t.Fatalf("Authenticate(%q) = %v", user, err)
+		if _, err := db.Authenticate(ctx, user, password); !errors.Is(err, ErrAuthFailed) {
+			t.Fatalf("Authenticate(%q, %q) = %v", user, password, err)
 		}
 		return cpuTime(t) - c0, time.Since(w0)
 	}
 	// Warm up: the dummy hash is made on first use.
 	for _, c := range cases {
-		measure(c.user)
+		measure(c.user, c.password)
 	}
 	const runs = 11
 	cpu := make([][]time.Duration, len(cases))
@@ -490,7 +511,7 @@ func TestAuthenticateTiming(t *testing.T) {
 		// Rotate the order so no case always follows the same one.
 		for k := range cases {
 			i := (r + k) % len(cases)
-			c, w := measure(cases[i].user)
+			c, w := measure(cases[i].user, cases[i].password)
 			cpu[i] = append(cpu[i], c)
 			wall[i] = append(wall[i], w)
 		}

@@ -106,7 +106,148 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 			})
 		},
 	}
-	cmd.AddCommand(add, passwd, del, list)
+	cmd.AddCommand(add, passwd, del, list, newUserShow(g), newAppPassword(g))
+	groupOnly(cmd)
+	return cmd
+}
+
+// How user commands print times, always in UTC: to the minute for dates of
+// an account, to the second for logins.
+const (
+	dateFormat  = "2006-01-02 15:04"
+	loginFormat = "2006-01-02 15:04:05"
+)
+
+func newUserShow(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show an account: password scheme, app passwords and recent logins",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
+				ctx := cmd.Context()
+				u, err := db.Get(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				apps, err := db.AppPasswords(ctx, u.Name)
+				if err != nil {
+					return err
+				}
+				hist, err := db.LoginHistory(ctx, u.Name)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "user:          %s\n", u.Name)
+				fmt.Fprintf(w, "created:       %s UTC\n", u.Created.UTC().Format(dateFormat))
+				fmt.Fprintf(w, "password:      %s\n", u.PasswordScheme)
+				fmt.Fprintf(w, "app passwords: %d\n", len(apps))
+				printLogins(w, "last logins", hist.Successes)
+				printLogins(w, "recent failures", hist.Failures)
+				return nil
+			})
+		},
+	}
+}
+
+func printLogins(w io.Writer, title string, events []userdb.LoginEvent) {
+	fmt.Fprintf(w, "%s:\n", title)
+	if len(events) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, ev := range events {
+		addr := ev.RemoteAddr
+		if addr == "" {
+			addr = "-"
+		}
+		// The server sets these fields, not the client; printable still
+		// keeps a hand-edited database from forging output.
+		fmt.Fprintf(tw, "  %s UTC\t%s\t%s\n", ev.Time.UTC().Format(loginFormat), printable(addr), printable(ev.Mechanism))
+	}
+	tw.Flush()
+}
+
+// printable replaces control characters, so that stored text cannot move
+// the cursor or forge lines on the administrator's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func newAppPassword(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "app-password",
+		Short: "Manage an account's app passwords (one per device, revocable)",
+		Long: `App passwords let each device log in with its own generated password,
+beside the account's main password. Revoking one (a lost phone, say) locks
+out that device only.`,
+	}
+	add := &cobra.Command{
+		Use:   "add NAME LABEL",
+		Short: "Generate an app password labelled LABEL; it is shown only once",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
+				pw, err := db.AddAppPassword(cmd.Context(), args[0], args[1])
+				if err != nil {
+					return err
+				}
+				// The password alone on the last line, for scripts.
+				fmt.Fprintf(cmd.OutOrStdout(), "app password %q for %s (shown only once; enter it in the device's mail client):\n%s\n",
+					args[1], userdb.Canonical(args[0]), pw)
+				return nil
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list NAME",
+		Short: "List an account's app passwords",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
+				apps, err := db.AppPasswords(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "LABEL\tCREATED\tLAST USED")
+				for _, a := range apps {
+					used := "never"
+					if !a.LastUsed.IsZero() {
+						used = a.LastUsed.UTC().Format(dateFormat)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(a.Label), a.Created.UTC().Format(dateFormat), used)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME LABEL",
+		Short: "Revoke an app password: logins with it fail from now on",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withUsers(g, cmd, false, func(db *userdb.DB) error {
+				err := db.RevokeAppPassword(cmd.Context(), args[0], args[1])
+				if errors.Is(err, userdb.ErrNoAppPassword) {
+					return withCode(exitUsage, err)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "app password %q of %s revoked\n", args[1], userdb.Canonical(args[0]))
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(add, list, revoke)
 	groupOnly(cmd)
 	return cmd
 }
@@ -142,7 +283,8 @@ func withUsers(g *globals, cmd *cobra.Command, create bool, f func(*userdb.DB) e
 	switch {
 	case errors.Is(err, userdb.ErrNotFound):
 		return withCode(exitNoUser, err)
-	case errors.Is(err, userdb.ErrExists), errors.Is(err, userdb.ErrInvalidName), errors.Is(err, userdb.ErrInvalidPassword):
+	case errors.Is(err, userdb.ErrExists), errors.Is(err, userdb.ErrInvalidName), errors.Is(err, userdb.ErrInvalidPassword),
+		errors.Is(err, userdb.ErrInvalidLabel), errors.Is(err, userdb.ErrTooManyPasswords):
 		return withCode(exitUsage, err)
 	}
 	return err

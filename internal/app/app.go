@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/store"
@@ -85,15 +86,61 @@ func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
 type Backend struct {
 	Users *userdb.DB
 	Store store.Store
+	// Log receives failures to record login history; nil means
+	// slog.Default().
+	Log *slog.Logger
 }
 
-// Authenticate implements pop3server.Backend.
-func (b Backend) Authenticate(ctx context.Context, _ pop3server.ConnInfo, user, password string) (string, error) {
+// loginMechanism is what the login history says for USER/PASS and AUTH
+// PLAIN alike: the server does not tell the backend which one was used.
+const loginMechanism = "password"
+
+// recordTimeout bounds recording one login event, which runs detached from
+// the session.
+const recordTimeout = 10 * time.Second
+
+// Authenticate implements pop3server.Backend. It records successful logins
+// and failed ones of existing users in the login history.
+//
+// A failure is recorded in the background, after the reply: recording is a
+// database write that only existing users get, so waiting for it would make
+// a wrong password answer measurably later than an unknown user, telling an
+// attacker which accounts exist. A success is recorded before the reply (the
+// client learns nothing new from its timing).
+func (b Backend) Authenticate(ctx context.Context, info pop3server.ConnInfo, user, password string) (string, error) {
 	name, err := b.Users.Authenticate(ctx, user, password)
+	ev := userdb.LoginEvent{Time: time.Now(), Mechanism: loginMechanism, Success: err == nil}
+	if info.RemoteAddr != nil {
+		ev.RemoteAddr = info.RemoteAddr.String()
+	}
 	if errors.Is(err, userdb.ErrAuthFailed) {
+		// Detached from ctx, which ends with the session.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		go func() {
+			defer cancel()
+			b.record(rctx, userdb.Canonical(user), ev)
+		}()
 		return "", fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
 	}
+	if err == nil {
+		b.record(ctx, name, ev)
+	}
 	return name, err
+}
+
+// record adds ev to name's login history. The history is informational, so
+// a failure is logged, not returned: it must not turn a login into an error.
+// Unknown and invalid names have no history.
+func (b Backend) record(ctx context.Context, name string, ev userdb.LoginEvent) {
+	err := b.Users.RecordLogin(ctx, name, ev)
+	if err == nil || errors.Is(err, userdb.ErrNotFound) || errors.Is(err, userdb.ErrInvalidName) {
+		return
+	}
+	log := b.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("cannot record login", "user", name, "success", ev.Success, "err", err)
 }
 
 // Open implements pop3server.Backend.

@@ -1,0 +1,133 @@
+package userdb
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// MaxLoginHistory is how many successful logins, and separately how many
+// failures, are kept per user. Older events are dropped as new ones arrive:
+// the history shows an owner what happened lately (a login from an unknown
+// address, a burst of failures) without an attacker being able to grow the
+// database by failing to log in.
+const MaxLoginHistory = 20
+
+// maxEventField bounds the stored remote address and mechanism, which come
+// from the network side.
+const maxEventField = 128
+
+// LoginEvent is one login attempt on an existing account.
+type LoginEvent struct {
+	Time time.Time
+	// RemoteAddr is the client's address, e.g. "192.0.2.7:50123".
+	RemoteAddr string
+	// Mechanism is how the client authenticated, e.g. "password".
+	Mechanism string
+	// Success is whether the login succeeded.
+	Success bool
+}
+
+// LoginHistory is a user's recent logins, newest first.
+type LoginHistory struct {
+	Successes []LoginEvent
+	Failures  []LoginEvent
+}
+
+// RecordLogin adds ev to name's history, dropping the oldest event of its
+// kind beyond MaxLoginHistory. Time is kept to the second; a zero Time means
+// now. Over-long RemoteAddr and Mechanism are truncated. Errors wrap
+// ErrInvalidName or ErrNotFound (history is kept only for existing users).
+func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	name = Canonical(name)
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ok := 0
+	if ev.Success {
+		ok = 1
+	}
+	what := fmt.Sprintf("recording login of %q", name)
+	// Insert and prune in one transaction, so that concurrent logins never
+	// leave more than MaxLoginHistory events behind.
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	defer tx.Rollback()
+	// INSERT ... SELECT ... WHERE EXISTS rather than relying on the foreign
+	// key, so that an unknown user is ErrNotFound, not a constraint error.
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO login_events (user, ok, time, remote, mechanism)
+		 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE name = ?1)`,
+		name, ok, ev.Time.Unix(), truncate(ev.RemoteAddr), truncate(ev.Mechanism))
+	if err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM login_events WHERE user = ?1 AND ok = ?2 AND seq NOT IN (
+			SELECT seq FROM login_events WHERE user = ?1 AND ok = ?2
+			ORDER BY time DESC, seq DESC LIMIT ?3)`,
+		name, ok, MaxLoginHistory); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	return nil
+}
+
+// truncate cuts s to maxEventField bytes, on a UTF-8 boundary.
+func truncate(s string) string {
+	if len(s) <= maxEventField {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEventField], "")
+}
+
+// LoginHistory returns name's recent successful and failed logins, newest
+// first. Errors wrap ErrInvalidName or ErrNotFound.
+func (db *DB) LoginHistory(ctx context.Context, name string) (LoginHistory, error) {
+	if _, err := db.Get(ctx, name); err != nil {
+		return LoginHistory{}, err
+	}
+	name = Canonical(name)
+	rows, err := db.sql.QueryContext(ctx,
+		`SELECT ok, time, remote, mechanism FROM login_events WHERE user = ?
+		 ORDER BY time DESC, seq DESC`, name)
+	if err != nil {
+		return LoginHistory{}, fmt.Errorf("userdb: reading login history of %q: %w", name, err)
+	}
+	defer rows.Close()
+	var h LoginHistory
+	for rows.Next() {
+		var (
+			ev   LoginEvent
+			ok   int
+			unix int64
+		)
+		if err := rows.Scan(&ok, &unix, &ev.RemoteAddr, &ev.Mechanism); err != nil {
+			return LoginHistory{}, fmt.Errorf("userdb: reading login history of %q: %w", name, err)
+		}
+		ev.Time = time.Unix(unix, 0).UTC()
+		ev.Success = ok == 1
+		if ev.Success {
+			h.Successes = append(h.Successes, ev)
+		} else {
+			h.Failures = append(h.Failures, ev)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return LoginHistory{}, fmt.Errorf("userdb: reading login history of %q: %w", name, err)
+	}
+	return h, nil
+}
