@@ -104,12 +104,24 @@ type POP3 struct {
 	MaxAuthLine int `toml:"max_auth_line"`
 	// MaxBadCommands closes a session after this many consecutive errors.
 	MaxBadCommands int `toml:"max_bad_commands"`
-	// AuthFailureDelay is waited before answering a failed authentication.
+	// AuthFailureDelay is waited before answering a failed authentication;
+	// it doubles with each consecutive failure from the same address.
 	AuthFailureDelay Duration `toml:"auth_failure_delay"`
+	// AuthFailureDelayMax caps that growing delay.
+	AuthFailureDelayMax Duration `toml:"auth_failure_delay_max"`
+	// AuthTimeout is how long a client has from connect to log in.
+	AuthTimeout Duration `toml:"auth_timeout"`
+	// MaxPreAuthBytes bounds what a client may send before logging in.
+	MaxPreAuthBytes int `toml:"max_preauth_bytes"`
 	// ShutdownGrace is how long shutdown waits for sessions to end.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 	// MaxConnections bounds concurrent sessions over all listeners.
 	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP bounds concurrent sessions from one address.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxUnauthenticatedPerIP bounds the sessions from one address that
+	// have not logged in yet.
+	MaxUnauthenticatedPerIP int `toml:"max_unauthenticated_per_ip"`
 }
 
 // TLS names the certificate. With both fields empty a self-signed
@@ -169,8 +181,14 @@ func Default() Config {
 			MaxAuthLine:      8192,
 			MaxBadCommands:   20,
 			AuthFailureDelay: Duration{2 * time.Second},
-			ShutdownGrace:    Duration{30 * time.Second},
-			MaxConnections:   1000,
+			// Dovecot's auth_penalty: 2, 4, 8, 15 s.
+			AuthFailureDelayMax:     Duration{15 * time.Second},
+			AuthTimeout:             Duration{time.Minute},
+			MaxPreAuthBytes:         64 << 10,
+			ShutdownGrace:           Duration{30 * time.Second},
+			MaxConnections:          1000,
+			MaxConnectionsPerIP:     50,
+			MaxUnauthenticatedPerIP: 10,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -16,6 +16,10 @@ const (
 	maxMaxLine     = 64 << 10
 	maxMaxAuthLine = 1 << 20
 	maxAuthDelay   = time.Minute // longer only ties up connections
+	// A login takes a few hundred octets; more than this before login is
+	// no client's need.
+	minMaxPreAuthBytes = 1024
+	maxMaxPreAuthBytes = 16 << 20
 )
 
 // Validate checks values the types alone cannot: enumerations, addresses,
@@ -89,11 +93,28 @@ func (c Config) check() []*Error {
 	if d := p.AuthFailureDelay.Duration; d < 0 || d > maxAuthDelay {
 		bad("pop3.auth_failure_delay", "must be between 0s and %s, not %s", maxAuthDelay, d)
 	}
+	if d := p.AuthFailureDelayMax.Duration; d < 0 || d > maxAuthDelay {
+		bad("pop3.auth_failure_delay_max", "must be between 0s and %s, not %s", maxAuthDelay, d)
+	}
+	if d := p.AuthTimeout.Duration; d <= 0 {
+		bad("pop3.auth_timeout", "must be positive, not %s", d)
+	}
+	// The server raises a value below max_auth_line to it (a login needs
+	// a whole SASL response line), so that one is not an error here.
+	if p.MaxPreAuthBytes < minMaxPreAuthBytes || p.MaxPreAuthBytes > maxMaxPreAuthBytes {
+		bad("pop3.max_preauth_bytes", "must be between %d and %d, not %d", minMaxPreAuthBytes, maxMaxPreAuthBytes, p.MaxPreAuthBytes)
+	}
 	if d := p.ShutdownGrace.Duration; d < 0 {
 		bad("pop3.shutdown_grace", "must not be negative, not %s", d)
 	}
 	if p.MaxConnections < 1 {
 		bad("pop3.max_connections", "must be at least 1, not %d", p.MaxConnections)
+	}
+	if p.MaxConnectionsPerIP < 1 {
+		bad("pop3.max_connections_per_ip", "must be at least 1, not %d", p.MaxConnectionsPerIP)
+	}
+	if p.MaxUnauthenticatedPerIP < 1 {
+		bad("pop3.max_unauthenticated_per_ip", "must be at least 1, not %d", p.MaxUnauthenticatedPerIP)
 	}
 
 	switch t := c.TLS; {

@@ -153,7 +153,7 @@ func cmdPass(s *session, cmd pop3.Command, line []byte) error {
 	if pass == "" {
 		return s.replyBad("usage: PASS password")
 	}
-	return s.login(user, pass)
+	return s.login(user, pass, "USER")
 }
 
 func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
@@ -202,11 +202,12 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 	for {
 		challenge, done, err := srv.Next(resp)
 		if err != nil {
-			return s.authFailed()
+			user, _ := result()
+			return s.authFailed(user, mech.name)
 		}
 		if done {
 			user, pass := result()
-			return s.login(user, pass)
+			return s.login(user, pass, mech.name)
 		}
 		s.w.WriteString("+ ")
 		s.w.WriteString(base64.StdEncoding.EncodeToString(challenge))
@@ -228,21 +229,24 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 	}
 }
 
-// login checks credentials and opens the maildrop.
-func (s *session) login(user, pass string) error {
+// login checks credentials and opens the maildrop. mech names the way the
+// credentials came, for the log: "USER" or the SASL mechanism.
+func (s *session) login(user, pass, mech string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn := s.currentConn()
 	info := ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls}
 	canonical, err := s.srv.Backend.Authenticate(ctx, info, user, pass)
 	if errors.Is(err, ErrAuthFailed) {
-		s.log.Info("login failed", "user", user)
-		return s.authFailed()
+		return s.authFailed(user, mech)
 	}
 	if err != nil {
 		s.log.Error("authentication backend", "user", user, "err", err)
 		return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
 	}
+	// The password was right: whatever happens to the maildrop, this
+	// address and user are not guessing.
+	s.srv.penalties.succeed(s.ip, user, canonical)
 	drop, err := s.srv.Backend.Open(ctx, canonical)
 	if errors.Is(err, store.ErrInUse) {
 		s.log.Info("maildrop in use", "user", canonical)
@@ -257,15 +261,27 @@ func (s *session) login(user, pass string) error {
 	s.deleted = make([]bool, len(s.msgs))
 	s.authUser = canonical
 	s.state = stateTransaction
-	s.loggedIn.Store(true)
+	s.srv.authenticated(s)
 	n, size := s.totals()
 	return s.ok("logged in, %d messages (%d octets)", n, size)
 }
 
-// authFailed answers a failed login after the failure delay; every kind of
-// failure comes through here so none can be told apart by text or timing.
-func (s *session) authFailed() error {
-	if d := s.srv.AuthFailureDelay; d > 0 {
+// authFailed answers a failed login after the failure penalty; every kind of
+// failure comes through here so none can be told apart by text or timing:
+// an unknown user is counted, delayed and logged exactly like a wrong
+// password. user is the name the client gave ("" if none), mech how.
+//
+// The delay grows with the consecutive failures of this address and of this
+// user from this address, whichever is larger (penalty.go): a guesser is
+// slowed down, the same user logging in from elsewhere is not. The log line
+// is the one fail2ban matches (see the package documentation); its format
+// is a stable interface.
+func (s *session) authFailed(user, mech string) error {
+	n := s.srv.penalties.fail(s.ip, user, time.Now())
+	d := penaltyDelay(s.srv.AuthFailureDelay, s.srv.AuthFailureDelayMax, n)
+	s.log.Info("login failed", "remote_ip", s.ip.String(), "user", user, "mechanism", mech,
+		"failures", n, "delay", d)
+	if d > 0 {
 		// Flush nothing first: the client learns nothing before the delay.
 		t := time.NewTimer(d)
 		select {
@@ -299,11 +315,11 @@ func cmdSTLS(s *session, cmd pop3.Command, _ []byte) error {
 	if n := s.r.Buffered(); n > 0 {
 		s.log.Warn("discarding plaintext sent before TLS handshake", "bytes", n)
 	}
-	if err := s.handshake(); err != nil {
+	if err := s.handshake(min(s.srv.limits.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
 		s.log.Debug("STLS handshake failed", "err", err)
 		return err
 	}
-	s.r.Reset(s.currentConn())
+	s.r.Reset(connReader{s})
 	s.w.Reset(deadlineWriter{s})
 	// RFC 2595 §4: the session starts over; forget what was said before.
 	s.user = ""

@@ -28,5 +28,39 @@
 //     the handshake, so a command injected in plaintext cannot be executed as
 //     if it came over TLS (the CVE-2011-0411 class of bugs).
 //   - Unknown users and wrong passwords take the same path: the same reply,
-//     after the same delay (Server.AuthFailureDelay).
+//     after the same delay, counted and logged the same way.
+//
+// Defence against password guessing and abuse (penalty.go):
+//
+//   - A failed login is answered after a delay that doubles with each
+//     consecutive failure, from Server.AuthFailureDelay up to
+//     Server.AuthFailureDelayMax (defaults 2 s and 15 s: 2, 4, 8, 15, 15 s,
+//     as Dovecot's auth_penalty). Failures are counted per remote address
+//     and per (user, remote address); the delay is the larger of the two
+//     counts for the address the attempt comes from. A guesser is slowed
+//     down; the same user logging in from another address is not. A
+//     successful login resets its address's count and that user's count
+//     from that address. The counts live in a table owned by the Server,
+//     bounded to 100,000 entries (least recently failed forgotten first),
+//     each forgotten after 15 minutes without a failure.
+//   - Per remote address: at most Limits.MaxConnectionsPerIP sessions
+//     (default 50), at most Limits.MaxUnauthenticatedPerIP of them not yet
+//     logged in (default 10). Over either cap a connection gets
+//     "-ERR [SYS/TEMP] too many connections from your address" (RFC 3206
+//     §4) and is closed; sessions already open are not touched.
+//   - Before login a session has Limits.AuthTimeout from connect (default
+//     60 s, TLS handshake included) and Limits.MaxPreAuthBytes octets
+//     (default 64 KiB); past either it is told why with -ERR and closed.
+//
+// Every failed login is logged once, at level INFO, with the message
+// "login failed" and these attributes in this order, a format kept stable
+// for fail2ban (contrib/fail2ban/popbox.conf matches it). With
+// slog.TextHandler:
+//
+//	time=2026-11-27T11:30:00.123Z level=INFO msg="login failed" remote=192.0.2.7:51234 remote_ip=192.0.2.7 user=alice mechanism=USER failures=1 delay=2s
+//
+// remote_ip is the address the penalty counts; user the name as the client
+// gave it ("" if none); mechanism USER for USER/PASS or the SASL mechanism;
+// failures the count that set delay. The handler quotes any value with a
+// space, '=' or '"', so a user name cannot forge the remote_ip part.
 package pop3server

@@ -242,7 +242,12 @@ func repeat(s string, n int) []string {
 }
 
 func TestSilentConnections(t *testing.T) {
-	ts := newTestServer(t, fixtureBackend(), serverOpts{})
+	// The per-address caps would refuse most of these (see TestPerIPCaps);
+	// this test is about silent connections slowing nobody down.
+	ts := newTestServer(t, fixtureBackend(), serverOpts{configure: func(s *Server) {
+		s.Limits.MaxConnectionsPerIP = 1000
+		s.Limits.MaxUnauthenticatedPerIP = 1000
+	}})
 	for i := 0; i < 200; i++ {
 		ts.dialRaw(t) // closed at the end of the test
 	}
@@ -334,10 +339,15 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 // TestAuthFailureDelay: wrong passwords and unknown users take the same
-// time and get the same reply. Not parallel: it measures time.
+// time and get the same reply. The penalty does not grow here
+// (AuthFailureDelayMax = AuthFailureDelay), so every sample is comparable;
+// TestFailurePenalty tests the growth. Not parallel: it measures time.
 func TestAuthFailureDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
-	ts := newTestServer(t, fixtureBackend(), serverOpts{configure: func(s *Server) { s.AuthFailureDelay = delay }})
+	ts := newTestServer(t, fixtureBackend(), serverOpts{configure: func(s *Server) {
+		s.AuthFailureDelay = delay
+		s.AuthFailureDelayMax = delay
+	}})
 	c := ts.dial(t)
 	// attempt logs in (or fails to) and returns the reply and the time
 	// from sending the credentials to the reply.

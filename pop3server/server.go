@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,23 @@ type Limits struct {
 	MaxBadCommands int
 	// MaxConnections refuses connections beyond this many (default 1000).
 	MaxConnections int
+	// MaxConnectionsPerIP refuses connections from an address that already
+	// has this many, logged in or not (default 50).
+	MaxConnectionsPerIP int
+	// MaxUnauthenticatedPerIP refuses connections from an address that
+	// already has this many sessions not yet logged in (default 10). With
+	// the failure penalty it bounds how many guesses an address can have in
+	// flight at once.
+	MaxUnauthenticatedPerIP int
+	// AuthTimeout is the time from connect within which a client must log
+	// in; then the session is closed (default 60 s). It keeps idle
+	// unauthenticated connections from holding MaxUnauthenticatedPerIP
+	// slots for the whole IdleTimeout.
+	AuthTimeout time.Duration
+	// MaxPreAuthBytes closes a session that sends more than this many
+	// octets before logging in (default 64 KiB, at least MaxAuthLine); a
+	// login needs a few hundred.
+	MaxPreAuthBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -96,6 +114,20 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConnections <= 0 {
 		l.MaxConnections = 1000
 	}
+	if l.MaxConnectionsPerIP <= 0 {
+		l.MaxConnectionsPerIP = 50
+	}
+	if l.MaxUnauthenticatedPerIP <= 0 {
+		l.MaxUnauthenticatedPerIP = 10
+	}
+	if l.AuthTimeout <= 0 {
+		l.AuthTimeout = 60 * time.Second
+	}
+	if l.MaxPreAuthBytes <= 0 {
+		l.MaxPreAuthBytes = 64 << 10
+	}
+	// A login must fit: at least one whole SASL response line.
+	l.MaxPreAuthBytes = max(l.MaxPreAuthBytes, int64(l.MaxAuthLine))
 	return l
 }
 
@@ -111,11 +143,18 @@ type Server struct {
 	// Implementation is the IMPLEMENTATION capability's argument.
 	Implementation string
 	Plaintext      PlaintextPolicy
-	// AuthFailureDelay is waited before every failed login reply
-	// (default 2 s; negative means none, for tests).
+	// AuthFailureDelay is waited before the reply to a failed login
+	// (default 2 s; negative means none, for tests). It doubles with each
+	// further consecutive failure from the same address, or of the same
+	// user from that address, up to AuthFailureDelayMax; a successful login
+	// from the address resets it (see penalty.go).
 	AuthFailureDelay time.Duration
-	Limits           Limits
-	Logger           *slog.Logger
+	// AuthFailureDelayMax caps the growing delay (default 15 s; a value
+	// below AuthFailureDelay, negative for instance, means a constant
+	// AuthFailureDelay).
+	AuthFailureDelayMax time.Duration
+	Limits              Limits
+	Logger              *slog.Logger
 
 	limits     Limits
 	initOnce   sync.Once
@@ -126,6 +165,13 @@ type Server struct {
 	inShutdown atomic.Bool
 	done       chan struct{} // closed by Shutdown/Close
 	wg         sync.WaitGroup
+	penalties  *penaltyTable
+	perIP      map[netip.Addr]*ipConns // under mu
+}
+
+// ipConns counts one remote address's sessions for the per-address caps.
+type ipConns struct {
+	total, unauth int
 }
 
 func (s *Server) init() {
@@ -137,6 +183,11 @@ func (s *Server) init() {
 		if s.AuthFailureDelay == 0 {
 			s.AuthFailureDelay = 2 * time.Second
 		}
+		if s.AuthFailureDelayMax == 0 {
+			s.AuthFailureDelayMax = 15 * time.Second
+		}
+		s.penalties = newPenaltyTable(penaltyMaxEntries, penaltyIdle)
+		s.perIP = make(map[netip.Addr]*ipConns)
 		if s.Hostname == "" {
 			s.Hostname = "localhost"
 		}
@@ -189,26 +240,24 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		backoff = 0
 		if s.nconns.Add(1) > int64(s.limits.MaxConnections) {
 			s.nconns.Add(-1)
-			// Counted in wg under mu, like sessions, so Shutdown's Wait
-			// cannot race with this Add.
-			s.mu.Lock()
-			closing := s.inShutdown.Load()
-			if !closing {
-				s.wg.Add(1)
-			}
-			s.mu.Unlock()
-			if closing {
-				c.Close()
+			if !s.refuse(c, "too many connections, try again later") {
 				return ErrServerClosed
 			}
-			go s.refuse(c)
 			continue
 		}
 		sess := newSession(s, c, implicitTLS)
-		if !s.trackConn(sess, true) {
+		switch s.trackConn(sess, true) {
+		case trackClosing:
 			s.nconns.Add(-1)
 			c.Close()
 			return ErrServerClosed
+		case trackOverIPLimit:
+			s.nconns.Add(-1)
+			sess.log.Info("connection refused", "reason", "per-address limit", "remote_ip", sess.ip.String())
+			if !s.refuse(c, "too many connections from your address") {
+				return ErrServerClosed
+			}
+			continue
 		}
 		go func() {
 			defer s.wg.Done()
@@ -226,13 +275,30 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// refuse answers a connection over MaxConnections politely (RFC 3206
-// SYS/TEMP: try again later) instead of letting it hang.
-func (s *Server) refuse(c net.Conn) {
-	defer s.wg.Done()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "-ERR [SYS/TEMP] too many connections, try again later\r\n")
-	c.Close()
+// refuse answers a connection over a connection limit politely (RFC 3206
+// SYS/TEMP: try again later) instead of letting it hang, in a goroutine of
+// its own so that a client that does not read cannot stall the accept
+// loop. It returns false, having closed c, when the server is shutting down.
+func (s *Server) refuse(c net.Conn, text string) bool {
+	// Counted in wg under mu, like sessions, so Shutdown's Wait cannot
+	// race with this Add.
+	s.mu.Lock()
+	closing := s.inShutdown.Load()
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		c.Close()
+		return false
+	}
+	go func() {
+		defer s.wg.Done()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "-ERR [SYS/TEMP] "+text+"\r\n")
+		c.Close()
+	}()
+	return true
 }
 
 func (s *Server) trackListener(l net.Listener, add bool) bool {
@@ -249,19 +315,60 @@ func (s *Server) trackListener(l net.Listener, add bool) bool {
 	return true
 }
 
-func (s *Server) trackConn(c *session, add bool) bool {
+type trackResult int
+
+const (
+	tracked trackResult = iota
+	trackClosing
+	trackOverIPLimit
+)
+
+// trackConn adds a session (counting it against its address's caps) or
+// removes one. Adding fails when the server is shutting down or the
+// address is at MaxConnectionsPerIP or MaxUnauthenticatedPerIP.
+func (s *Server) trackConn(c *session, add bool) trackResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		if s.inShutdown.Load() {
-			return false
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-	} else {
+	n := s.perIP[c.ip]
+	if !add {
 		delete(s.conns, c)
+		n.total--
+		if !c.loggedIn.Load() {
+			n.unauth--
+		}
+		if n.total == 0 {
+			delete(s.perIP, c.ip) // the map holds only live addresses
+		}
+		return tracked
 	}
-	return true
+	if s.inShutdown.Load() {
+		return trackClosing
+	}
+	if n == nil {
+		n = &ipConns{}
+		s.perIP[c.ip] = n
+	}
+	if n.total >= s.limits.MaxConnectionsPerIP || n.unauth >= s.limits.MaxUnauthenticatedPerIP {
+		if n.total == 0 {
+			delete(s.perIP, c.ip)
+		}
+		return trackOverIPLimit
+	}
+	n.total++
+	n.unauth++
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return tracked
+}
+
+// authenticated marks the session as logged in, so it no longer counts
+// against MaxUnauthenticatedPerIP. Under mu, so that trackConn's removal
+// sees a consistent loggedIn.
+func (s *Server) authenticated(c *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.loggedIn.Store(true)
+	s.perIP[c.ip].unauth--
 }
 
 // Shutdown stops accepting, closes sessions that have not logged in, and

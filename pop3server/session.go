@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,8 @@ type session struct {
 	log         *slog.Logger
 	implicitTLS bool
 	started     time.Time
+	ip          netip.Addr // what penalties and per-address caps count
+	preAuthRead int64      // octets read before login, for MaxPreAuthBytes
 
 	mu          sync.Mutex // guards conn against interrupt
 	conn        net.Conn   // a *tls.Conn after STLS or with implicit TLS
@@ -58,6 +62,9 @@ type session struct {
 	user    string // from USER, until PASS
 	utf8    bool
 	badCmds int
+	// lastWords: the session is over and writes its last reply under a
+	// short deadline of its own.
+	lastWords bool
 
 	authUser string
 	drop     store.Maildrop
@@ -79,6 +86,7 @@ func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
 		implicitTLS: implicitTLS,
 		started:     time.Now(),
 		state:       stateAuthorization,
+		ip:          remoteIP(c.RemoteAddr()),
 	}
 	s.log = srv.Logger.With("remote", c.RemoteAddr().String())
 	return s
@@ -100,13 +108,52 @@ func (s *session) currentConn() net.Conn {
 	return s.conn
 }
 
+// errPreAuthBytes ends a session that sent more than MaxPreAuthBytes before
+// logging in.
+var errPreAuthBytes = errors.New("too much data before login")
+
+// connReader is what the session's bufio.Reader reads from: the current
+// connection (TLS after STLS), counting what arrives before login against
+// MaxPreAuthBytes. Reading stops exactly at the limit, so a flood costs no
+// more than that.
+type connReader struct{ s *session }
+
+func (r connReader) Read(p []byte) (int, error) {
+	s := r.s
+	if s.loggedIn.Load() {
+		return s.currentConn().Read(p)
+	}
+	left := s.srv.limits.MaxPreAuthBytes - s.preAuthRead
+	if left <= 0 {
+		return 0, errPreAuthBytes
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := s.currentConn().Read(p)
+	s.preAuthRead += int64(n)
+	return n, err
+}
+
 // setDeadline arms a read or write deadline unless the session has been
-// interrupted, in which case it keeps the deadline in the past.
+// interrupted, in which case it keeps the deadline in the past. Before login
+// the deadline is also no later than AuthTimeout after connect.
 func (s *session) setDeadline(set func(time.Time) error) {
-	set(time.Now().Add(s.srv.limits.IdleTimeout))
+	d := time.Now().Add(s.srv.limits.IdleTimeout)
+	if a := s.authDeadline(); !s.loggedIn.Load() && a.Before(d) {
+		d = a
+	}
+	if s.lastWords {
+		d = time.Now().Add(time.Second)
+	}
+	set(d)
 	if s.interrupted.Load() {
 		set(time.Now())
 	}
+}
+
+func (s *session) authDeadline() time.Time {
+	return s.started.Add(s.srv.limits.AuthTimeout)
 }
 
 // interrupt makes the session's pending and future I/O fail at once.
@@ -120,13 +167,14 @@ func (s *session) interrupt() {
 func (s *session) serve() {
 	defer s.finish()
 	if s.implicitTLS {
-		if err := s.handshake(); err != nil {
+		// The TLS handshake counts against the time to log in.
+		if err := s.handshake(min(s.srv.limits.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
 			s.ending = "tls handshake failed"
 			s.log.Debug("tls handshake failed", "err", err)
 			return
 		}
 	}
-	s.r = bufio.NewReaderSize(s.conn, max(readBufferSize, s.srv.limits.MaxAuthLine))
+	s.r = bufio.NewReaderSize(connReader{s}, max(readBufferSize, s.srv.limits.MaxAuthLine))
 	s.w = bufio.NewWriterSize(deadlineWriter{s}, writeBufferSize)
 	if err := s.reply(true, "", s.srv.Hostname+" POP3 server ready"); err != nil {
 		s.ending = "write error"
@@ -134,6 +182,11 @@ func (s *session) serve() {
 	}
 	for {
 		line, err := s.readLine(s.srv.limits.MaxLine)
+		if err == nil && !s.loggedIn.Load() && !time.Now().Before(s.authDeadline()) {
+			// Commands already buffered (pipelined) need no read, so the
+			// read deadline alone would not stop them.
+			err = os.ErrDeadlineExceeded
+		}
 		if errors.Is(err, pop3.ErrLineTooLong) {
 			err = s.replyBad("line too long")
 		} else if err == nil {
@@ -144,6 +197,14 @@ func (s *session) serve() {
 			s.w.Flush()
 			s.ending = "too many errors"
 			return
+		}
+		if err != nil && !s.loggedIn.Load() {
+			if code, notice, ending := s.preAuthLimit(err); notice != "" {
+				s.log.Info("session closed before login", "reason", ending, "remote_ip", s.ip.String())
+				s.closingNotice(code, notice)
+				s.ending = ending
+				return
+			}
 		}
 		if err != nil {
 			if errors.Is(err, errCloseSession) {
@@ -157,6 +218,30 @@ func (s *session) serve() {
 			return
 		}
 	}
+}
+
+// preAuthLimit tells whether err comes from a limit on sessions that have
+// not logged in, and if so gives the last words for the client and the
+// ending for the log.
+func (s *session) preAuthLimit(err error) (code, notice, ending string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errPreAuthBytes):
+		return "", "too much data before login, closing connection", "pre-auth byte limit"
+	case errors.As(err, &ne) && ne.Timeout() && !s.interrupted.Load() && !time.Now().Before(s.authDeadline()):
+		// RFC 3206 §4 SYS/TEMP: the client may simply try again.
+		return pop3.CodeSysTemp, "time limit for login reached, closing connection", "auth timeout"
+	}
+	return "", "", ""
+}
+
+// closingNotice writes the replies still buffered and a last -ERR line,
+// under a short deadline of its own: the session's deadlines have run out,
+// and a client that does not read must not keep the session alive.
+func (s *session) closingNotice(code, text string) {
+	s.lastWords = true
+	s.reply(false, code, text)
+	s.w.Flush()
 }
 
 func (s *session) describeEnd(err error) string {
@@ -198,9 +283,9 @@ func (s *session) finish() {
 		"ending", s.ending, "duration", time.Since(s.started).Round(time.Millisecond))
 }
 
-func (s *session) handshake() error {
+func (s *session) handshake(timeout time.Duration) error {
 	tc := tls.Server(s.conn, s.srv.TLSConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return err

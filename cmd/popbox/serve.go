@@ -101,23 +101,31 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
 
 	srv := &pop3server.Server{
-		Backend:          app.Backend{Users: users, Store: st},
-		TLSConfig:        tlsconf.ServerConfig(certs),
-		Hostname:         cfg.POP3.Hostname,
-		Implementation:   "popbox-" + version(),
-		Plaintext:        plaintextPolicy(cfg.POP3.PlaintextAuth),
-		AuthFailureDelay: cfg.POP3.AuthFailureDelay.Duration,
+		Backend:             app.Backend{Users: users, Store: st},
+		TLSConfig:           tlsconf.ServerConfig(certs),
+		Hostname:            cfg.POP3.Hostname,
+		Implementation:      "popbox-" + version(),
+		Plaintext:           plaintextPolicy(cfg.POP3.PlaintextAuth),
+		AuthFailureDelay:    cfg.POP3.AuthFailureDelay.Duration,
+		AuthFailureDelayMax: cfg.POP3.AuthFailureDelayMax.Duration,
 		Limits: pop3server.Limits{
-			MaxLine:        cfg.POP3.MaxLine,
-			MaxAuthLine:    cfg.POP3.MaxAuthLine,
-			IdleTimeout:    cfg.POP3.IdleTimeout.Duration,
-			MaxBadCommands: cfg.POP3.MaxBadCommands,
-			MaxConnections: cfg.POP3.MaxConnections,
+			MaxLine:                 cfg.POP3.MaxLine,
+			MaxAuthLine:             cfg.POP3.MaxAuthLine,
+			IdleTimeout:             cfg.POP3.IdleTimeout.Duration,
+			MaxBadCommands:          cfg.POP3.MaxBadCommands,
+			MaxConnections:          cfg.POP3.MaxConnections,
+			MaxConnectionsPerIP:     cfg.POP3.MaxConnectionsPerIP,
+			MaxUnauthenticatedPerIP: cfg.POP3.MaxUnauthenticatedPerIP,
+			AuthTimeout:             cfg.POP3.AuthTimeout.Duration,
+			MaxPreAuthBytes:         int64(cfg.POP3.MaxPreAuthBytes),
 		},
 		Logger: log,
 	}
 	if srv.AuthFailureDelay == 0 {
 		srv.AuthFailureDelay = -1 // configured as 0: no delay
+	}
+	if srv.AuthFailureDelayMax == 0 {
+		srv.AuthFailureDelayMax = -1 // configured as 0: a constant delay
 	}
 
 	var ls []listener

@@ -462,6 +462,23 @@ func TestServeConfigApplied(t *testing.T) {
 				t.Errorf("CAPA on the first connection: %q", got)
 			}
 		}},
+		{"unauthenticated per address", "max_unauthenticated_per_ip = 1", func(t *testing.T, p *serveProc) {
+			first := dialPOP3(t, p.plain)
+			conn, err := net.DialTimeout("tcp", p.plain, ioTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			second := &pop3Conn{t: t, conn: conn, r: bufio.NewReader(conn)}
+			if got := second.line(); !strings.HasPrefix(got, "-ERR [SYS/TEMP] too many connections from your address") {
+				t.Errorf("second unauthenticated connection: %q, want the per-address refusal", got)
+			}
+			first.login("alice", "alice-pw")
+			// Logged in, the first no longer counts: a new one is served.
+			third := dialPOP3(t, p.plain)
+			third.cmd("QUIT")
+			first.cmd("QUIT")
+		}},
 		{"plaintext auth never", `plaintext_auth = "never"`, func(t *testing.T, p *serveProc) {
 			c := dialPOP3(t, p.plain)
 			if got := c.cmd("USER alice"); !strings.HasPrefix(got, "-ERR [AUTH]") {
