@@ -98,6 +98,24 @@ func JournalPath(dir, base string) string {
 	return filepath.Join(dir, base+".journal")
 }
 
+// lockPatience is how long OpenJournal keeps trying a lock that is held.
+// flock(2) locks belong to the open file, and a child process forked by
+// this one (an MDA, a password_command) holds a copy of every descriptor
+// until it execs: for that instant a lock just released still looks held.
+const lockPatience = 500 * time.Millisecond
+
+// flockBriefly takes an exclusive flock, retrying for lockPatience.
+func flockBriefly(f *os.File) error {
+	deadline := time.Now().Add(lockPatience)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // OpenJournal locks and loads the journal of base in dir, creating both if
 // needed. It fails with ErrBusy when another process holds the lock.
 func OpenJournal(dir, base string, log *slog.Logger) (*Journal, error) {
@@ -108,7 +126,7 @@ func OpenJournal(dir, base string, log *slog.Logger) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening journal lock: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockBriefly(lock); err != nil {
 		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: another popbox fetch is running for this account (lock %s)", ErrBusy, lock.Name())
