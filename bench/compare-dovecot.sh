@@ -53,7 +53,7 @@ DC_PID="$(cat "$WORK/dovecot/run/master.pid")"
 for u in bulk big empty; do
   echo secret | "$WORK/popbox-bin" user add "$u" --data "$WORK/popbox" --password-stdin >/dev/null
 done
-"$WORK/popbox-bin" serve --data "$WORK/popbox" --listen "127.0.0.1:$PB_PORT" --listen-tls "" \
+"$WORK/popbox-bin" serve --allow-root --data "$WORK/popbox" --listen "127.0.0.1:$PB_PORT" --listen-tls "" \
   2>"$WORK/popbox.log" &
 PB_PID=$!
 for _ in $(seq 50); do grep -q 'msg=listening' "$WORK/popbox.log" 2>/dev/null && break; sleep 0.1; done

@@ -76,10 +76,26 @@ const MinIdleTimeout = 10 * time.Minute
 type Config struct {
 	// DataDir holds mailboxes, the user database and generated TLS
 	// certificates. A relative path is kept relative.
-	DataDir string `toml:"data_dir"`
-	POP3    POP3   `toml:"pop3"`
-	TLS     TLS    `toml:"tls"`
-	Log     Log    `toml:"log"`
+	DataDir string  `toml:"data_dir"`
+	POP3    POP3    `toml:"pop3"`
+	TLS     TLS     `toml:"tls"`
+	Log     Log     `toml:"log"`
+	Process Process `toml:"process"`
+}
+
+// Process sets whose privileges `popbox serve` runs with. Started as root
+// (to bind ports 110 and 995) it binds its listeners and then becomes User
+// and Group, so that a flaw in the protocol code does not hand out root.
+type Process struct {
+	// User is the account (name or numeric id) to run as after binding;
+	// "" keeps the starting user, which as root is refused unless
+	// AllowRoot is set.
+	User string `toml:"user"`
+	// Group is the group (name or numeric id) to run as after binding;
+	// "" is User's primary group. It needs User.
+	Group string `toml:"group"`
+	// AllowRoot lets the server run as root when User is "".
+	AllowRoot bool `toml:"allow_root"`
 }
 
 // POP3 configures the POP3 listeners and sessions.

@@ -46,6 +46,15 @@ func (c Config) check() []*Error {
 		bad("data_dir", "must not contain a NUL byte")
 	}
 
+	for _, f := range []struct{ key, v string }{{"process.user", c.Process.User}, {"process.group", c.Process.Group}} {
+		if strings.ContainsFunc(f.v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ':' }) {
+			bad(f.key, "%q is not a user or group name: no spaces, colons or control characters", f.v)
+		}
+	}
+	if c.Process.Group != "" && c.Process.User == "" {
+		bad("process.group", "needs process.user: the group is only changed together with the user")
+	}
+
 	p := c.POP3
 	for _, l := range []struct{ key, addr string }{{"pop3.listen", p.Listen}, {"pop3.listen_tls", p.ListenTLS}} {
 		if msg := checkListen(l.addr); msg != "" {

@@ -307,7 +307,9 @@ func startServe(t *testing.T, o binOpts, args ...string) *serveProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
 	p := &serveProc{t: t, cancel: cancel, stdout: newLineLog(), stderr: newLineLog(), exited: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, popboxBin, append([]string{"serve"}, args...)...)
+	// --allow-root: CI runs the tests as root, and these servers are not
+	// about privileges (privdrop_test.go is).
+	p.cmd = exec.CommandContext(ctx, popboxBin, append([]string{"serve", "--allow-root"}, args...)...)
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = o.stdin, p.stdout, p.stderr
 	p.cmd.Env, p.cmd.Dir = childEnv(o.env...), o.dir
 	p.cmd.WaitDelay = time.Second

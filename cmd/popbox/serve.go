@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -16,12 +18,14 @@ import (
 
 	"github.com/popbox/popbox/config"
 	"github.com/popbox/popbox/internal/app"
+	"github.com/popbox/popbox/internal/privdrop"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/tlsconf"
 )
 
 func newServe(g *globals) *cobra.Command {
 	var listen, listenTLS string
+	var allowRoot bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the POP3 server",
@@ -30,6 +34,12 @@ func newServe(g *globals) *cobra.Command {
 With no configuration it listens on 127.0.0.1:1110 (POP3 with STLS) and
 127.0.0.1:1995 (POP3S), makes a self-signed certificate and, on an empty user
 database, a user "demo" whose password it prints once.
+
+Started as root (to bind ports 110 and 995) it binds its listeners, then
+becomes process.user and process.group before it opens the data directory.
+It refuses to run as root without process.user unless given --allow-root
+(process.allow_root = true), except on loopback-only, unprivileged ports
+(the defaults: a local trial), where it warns instead.
 
 SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the certificate.`,
 		Args: exactArgs(0),
@@ -44,6 +54,9 @@ SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the certificate.`,
 			if cmd.Flags().Changed("listen-tls") {
 				cfg.POP3.ListenTLS = listenTLS
 			}
+			if allowRoot {
+				cfg.Process.AllowRoot = true
+			}
 			if err := cfg.Validate(); err != nil {
 				return withCode(exitConfig, err)
 			}
@@ -54,6 +67,7 @@ SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the certificate.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:1110", `address for POP3 with STLS ("" disables)`)
 	cmd.Flags().StringVar(&listenTLS, "listen-tls", "127.0.0.1:1995", `address for POP3 over implicit TLS ("" disables)`)
+	cmd.Flags().BoolVar(&allowRoot, "allow-root", false, "run as root when process.user is not set (sets process.allow_root)")
 	return cmd
 }
 
@@ -69,18 +83,65 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
+	// Decided before anything is bound or created, so that a refusal
+	// leaves no trace.
+	dropTo, err := planPrivileges(os.Geteuid(), os.Getegid(), cfg.Process, loopbackTrial(cfg.POP3))
+	if err != nil {
+		return withCode(exitConfig, err)
+	}
+
+	// The listeners are bound first, as the starting user: binding ports
+	// below 1024 is what root is needed for. Everything after runs as
+	// dropTo, so that the data directory is only ever touched by it.
+	var ls []listener
+	serving := false
+	defer func() {
+		if !serving {
+			for _, l := range ls {
+				l.l.Close()
+			}
+		}
+	}()
+	for _, spec := range []struct{ proto, addr string }{{"pop3", cfg.POP3.Listen}, {"pop3s", cfg.POP3.ListenTLS}} {
+		if spec.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", spec.addr)
+		if err != nil {
+			return fmt.Errorf("listening for %s: %w", spec.proto, err)
+		}
+		ls = append(ls, listener{spec.proto, l})
+	}
+	if len(ls) == 0 {
+		return withCode(exitConfig, errors.New("no listener configured (pop3.listen and pop3.listen_tls are both empty)"))
+	}
+
+	switch {
+	case dropTo != "":
+		c, err := privdrop.Drop(cfg.Process.User, cfg.Process.Group)
+		if err != nil {
+			return fmt.Errorf("dropping root privileges to process.user %q: %w", cfg.Process.User, err)
+		}
+		log.Info("dropped root privileges", "user", c.User, "uid", c.UID, "group", c.Group, "gid", c.GID)
+	case os.Geteuid() == 0 && cfg.Process.AllowRoot:
+		log.Warn("running as root (allow_root is set); set process.user to drop privileges after binding")
+	case os.Geteuid() == 0:
+		log.Warn("running as root on loopback-only, unprivileged ports (a local trial); " +
+			"any other listener needs process.user (or --allow-root)")
+	}
+
 	data := app.DataDir(cfg.DataDir)
 	if err := data.Create(); err != nil {
-		return err
+		return dataDirError(err, cfg)
 	}
 	users, err := data.OpenUsers()
 	if err != nil {
-		return err
+		return dataDirError(err, cfg)
 	}
 	defer users.Close()
 	st, err := data.OpenStore(log)
 	if err != nil {
-		return err
+		return dataDirError(err, cfg)
 	}
 
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
@@ -88,7 +149,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		var created bool
 		certFile, keyFile, created, err = tlsconf.EnsureSelfSigned(string(data), []string{cfg.POP3.Hostname})
 		if err != nil {
-			return fmt.Errorf("self-signed certificate: %w", err)
+			return dataDirError(fmt.Errorf("self-signed certificate: %w", err), cfg)
 		}
 		if created {
 			log.Info("created self-signed certificate", "cert", certFile)
@@ -128,33 +189,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		srv.AuthFailureDelayMax = -1 // configured as 0: a constant delay
 	}
 
-	var ls []listener
-	closeAll := func() {
-		for _, l := range ls {
-			l.l.Close()
-		}
-	}
-	for _, spec := range []struct {
-		proto, addr string
-		serve       func(net.Listener) error
-	}{{"pop3", cfg.POP3.Listen, srv.Serve}, {"pop3s", cfg.POP3.ListenTLS, srv.ServeTLS}} {
-		if spec.addr == "" {
-			continue
-		}
-		l, err := net.Listen("tcp", spec.addr)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listening for %s: %w", spec.proto, err)
-		}
-		ls = append(ls, listener{spec.proto, l, spec.serve})
-	}
-	if len(ls) == 0 {
-		return withCode(exitConfig, errors.New("no listener configured (pop3.listen and pop3.listen_tls are both empty)"))
-	}
-
 	password, err := app.Bootstrap(ctx, users, st)
 	if err != nil {
-		closeAll()
 		return err
 	}
 	if password != "" {
@@ -167,10 +203,15 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	serving = true // from here srv closes the listeners
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		log.Info("listening", "proto", l.proto, "addr", l.l.Addr().String())
-		go func() { errc <- l.serve(l.l) }()
+		serveOn := srv.Serve
+		if l.proto == "pop3s" {
+			serveOn = srv.ServeTLS
+		}
+		go func() { errc <- serveOn(l.l) }()
 	}
 
 	for {
@@ -215,7 +256,6 @@ func plaintextPolicy(s string) pop3server.PlaintextPolicy {
 type listener struct {
 	proto string
 	l     net.Listener
-	serve func(net.Listener) error
 }
 
 // printWelcome shows the first-run password once, with a command that
@@ -250,4 +290,92 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// planPrivileges decides which user serve runs as, given its effective ids:
+// the user to drop to after binding ("" for none), or why it must not start.
+// It resolves the names now, so that a typo fails before anything is bound.
+func planPrivileges(euid, egid int, p config.Process, trial bool) (dropTo string, err error) {
+	if p.User == "" {
+		// The embedded defaults (loopback addresses, ports above 1023) are
+		// a local trial: nothing there needs root or is reachable from the
+		// network, and the README's first command must work on a machine
+		// where the newcomer is root. Anything else is refused.
+		if euid == 0 && !p.AllowRoot && !trial {
+			return "", errors.New("refusing to serve as root: set user under [process] in the configuration file " +
+				"(popbox -c FILE) to an unprivileged account that owns the data directory, and popbox drops to it after binding; " +
+				"or run popbox as a normal user; or pass --allow-root (process.allow_root = true) to serve as root anyway")
+		}
+		return "", nil
+	}
+	c, err := privdrop.Resolve(p.User, p.Group)
+	if err != nil {
+		return "", fmt.Errorf("process.user: %w", err)
+	}
+	if c.UID == 0 {
+		return "", fmt.Errorf("process.user %q is root; to serve as root leave it empty and set process.allow_root = true", p.User)
+	}
+	if euid == 0 {
+		return p.User, nil
+	}
+	// Not root: switching user is impossible, but naming the user popbox
+	// already runs as is fine (one configuration for both ways of starting).
+	if c.UID != euid {
+		return "", fmt.Errorf("process.user is %q (uid %d) but popbox runs as uid %d and only root can switch user: "+
+			"start it as root, or as that user", p.User, c.UID, euid)
+	}
+	if p.Group != "" && c.GID != egid {
+		return "", fmt.Errorf("process.group is %q (gid %d) but popbox runs as gid %d and only root can switch group: "+
+			"start it as root, or with that group", p.Group, c.GID, egid)
+	}
+	return "", nil
+}
+
+// loopbackTrial reports whether every listener is on a loopback address
+// and an unprivileged port, as the embedded defaults are.
+func loopbackTrial(c config.POP3) bool {
+	for _, addr := range []string{c.Listen, c.ListenTLS} {
+		if addr == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return false
+		}
+		ip := net.ParseIP(host)
+		if (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+			return false
+		}
+		if n, err := strconv.Atoi(port); err != nil || (n != 0 && n < 1024) {
+			return false
+		}
+	}
+	return true
+}
+
+// dataDirError adds to a permission error on the data directory the user
+// it was accessed as, since after a privilege drop that user, not the one
+// who started popbox, must own it. popbox does not chown it: changing the
+// owner of files an administrator named is a decision for the
+// administrator, and the drop happens before the directory is touched.
+func dataDirError(err error, cfg config.Config) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	who := fmt.Sprintf("uid %d", os.Geteuid())
+	if cfg.Process.User != "" {
+		who = fmt.Sprintf("process.user %q (uid %d, gid %d)", cfg.Process.User, os.Geteuid(), os.Getegid())
+	}
+	return fmt.Errorf("%w; popbox accesses data directory %s as %s, which must be able to read and write it (e.g. chown -R %s %s)",
+		err, cfg.DataDir, who, chownOwner(cfg.Process), shellQuote(cfg.DataDir))
+}
+
+func chownOwner(p config.Process) string {
+	if p.User == "" {
+		return strconv.Itoa(os.Geteuid())
+	}
+	if p.Group == "" {
+		return p.User + ":"
+	}
+	return p.User + ":" + p.Group
 }

@@ -82,7 +82,8 @@ func startServer(t *testing.T) *server {
 	}
 	s := &server{bin: bin, data: t.TempDir(), log: newServerLog()}
 	s.cafile = filepath.Join(s.data, "tls", "cert.pem")
-	cmd := exec.Command(bin, "serve", "--data", s.data,
+	// --allow-root: CI runs the tests as root.
+	cmd := exec.Command(bin, "serve", "--allow-root", "--data", s.data,
 		"--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0")
 	cmd.Stderr = s.log
 	cmd.Stdout = s.log
