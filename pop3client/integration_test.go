@@ -141,8 +141,8 @@ func TestIntegration(t *testing.T) {
 			t.Errorf("capabilities after STLS: %v", caps)
 		}
 		mech := popsasl.Strongest(caps.SASL(), nil)
-		if mech != popsasl.Plain {
-			t.Fatalf("Strongest(%v) = %q, want PLAIN", caps.SASL(), mech)
+		if mech != popsasl.SCRAMSHA256 {
+			t.Fatalf("Strongest(%v) = %q, want SCRAM-SHA-256", caps.SASL(), mech)
 		}
 		if err := c.Auth(ctx, popsasl.NewPlainClient("", "alice", alicePass)); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -12,28 +13,57 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/popbox/popbox/pop3"
+	popsasl "github.com/popbox/popbox/sasl"
 	"github.com/popbox/popbox/store"
 )
 
+// SCRAMBackend is a Backend that can also serve SCRAM-SHA-256 (RFC 7677):
+// the mechanism is offered only when the Backend implements it.
+type SCRAMBackend interface {
+	Backend
+	// SCRAMCredentials returns the canonical name and the stored SCRAM
+	// credentials of user. An unknown user or one without credentials is
+	// an error wrapping ErrAuthFailed: the exchange then runs on with fake
+	// credentials and fails like a wrong password. Any other error is a
+	// system problem reported as -ERR [SYS/TEMP].
+	SCRAMCredentials(ctx context.Context, info ConnInfo, user string) (canonical string, creds popsasl.SCRAMCredentials, err error)
+}
+
 // mechanism is one SASL mechanism the AUTH command offers (RFC 5034). New
-// mechanisms (SCRAM, OAUTHBEARER, ...) are added to the table in
-// mechanisms; each exchange ends in a call to session.login or in an error.
+// mechanisms (OAUTHBEARER, ...) are added to the table in mechanisms; each
+// exchange ends in a call to session.login or session.openMaildrop, or in an
+// error.
 type mechanism struct {
 	name string
 	// plaintext: the client sends the password itself, so the mechanism is
 	// subject to the Plaintext policy like USER/PASS.
 	plaintext bool
-	// start begins one exchange. The returned result reports the
-	// credentials once the exchange is done.
-	start func(s *session) (sasl.Server, func() (user, password string))
+	// start begins one exchange. The returned function reports its outcome
+	// once the exchange is done or has failed.
+	start func(s *session) (sasl.Server, func() authResult)
 }
 
-func mechanisms() []mechanism {
-	return []mechanism{{
+// authResult is what a finished exchange established. Mechanisms that carry
+// the password (PLAIN, LOGIN) leave checking it to the Backend; those that
+// verify a proof themselves (SCRAM) report the canonical user instead.
+type authResult struct {
+	user     string // as the client gave it, for the log and the penalties
+	password string
+	// verified: the mechanism has checked the credentials; canonical is
+	// the Backend's name for the user.
+	verified  bool
+	canonical string
+	// sysErr is a Backend failure during the exchange: not bad
+	// credentials but -ERR [SYS/TEMP].
+	sysErr error
+}
+
+func mechanisms(b Backend) []mechanism {
+	mechs := []mechanism{{
 		name:      sasl.Plain,
 		plaintext: true,
-		start: func(s *session) (sasl.Server, func() (string, string)) {
-			var user, pass string
+		start: func(s *session) (sasl.Server, func() authResult) {
+			var r authResult
 			srv := sasl.NewPlainServer(func(identity, username, password string) error {
 				// RFC 4616 §2: an authorization identity other than the
 				// authentication identity would be proxy login, which
@@ -41,13 +71,53 @@ func mechanisms() []mechanism {
 				if identity != "" && !strings.EqualFold(identity, username) {
 					return ErrAuthFailed
 				}
-				user, pass = username, password
+				r.user, r.password = username, password
 				return nil
 			})
-			return srv, func() (string, string) { return user, pass }
+			return srv, func() authResult { return r }
+		},
+	}, {
+		// LOGIN (draft-murchison-sasl-login-00) is what Outlook offers when
+		// the server has no PLAIN it likes; it carries the password as is.
+		name:      popsasl.Login,
+		plaintext: true,
+		start: func(s *session) (sasl.Server, func() authResult) {
+			var r authResult
+			srv := popsasl.NewLoginServer(func(username, password string) error {
+				r.user, r.password = username, password
+				return nil
+			})
+			return srv, func() authResult { return r }
 		},
 	}}
+	if sb, ok := b.(SCRAMBackend); ok {
+		// SCRAM-SHA-256 (RFC 7677) sends no password, only a proof, so it
+		// is offered without TLS too.
+		mechs = append(mechs, mechanism{
+			name: popsasl.SCRAMSHA256,
+			start: func(s *session) (sasl.Server, func() authResult) {
+				var canonical string
+				srv := popsasl.NewSCRAMSHA256Server(func(user string) (popsasl.SCRAMCredentials, error) {
+					ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+					defer cancel()
+					c, creds, err := sb.SCRAMCredentials(ctx, s.connInfo(), user)
+					if errors.Is(err, ErrAuthFailed) {
+						return creds, fmt.Errorf("%w: %w", popsasl.ErrNoSCRAMCredentials, err)
+					}
+					canonical = c
+					return creds, err
+				}, s.srv.SCRAMSecret)
+				return srv, func() authResult {
+					return authResult{user: srv.Username(), verified: true, canonical: canonical, sysErr: srv.LookupErr()}
+				}
+			},
+		})
+	}
+	return mechs
 }
+
+// backendTimeout bounds one Backend call for a login.
+const backendTimeout = 30 * time.Second
 
 // plaintextAllowed applies the Plaintext policy to this connection
 // (RFC 8314 §5 and RFC 2595 §2.1: no password in clear by default).
@@ -82,7 +152,7 @@ func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
 			caps = append(caps, pop3.CapUser)
 		}
 		sasl := pop3.CapSASL
-		for _, m := range mechanisms() {
+		for _, m := range mechanisms(s.srv.Backend) {
 			if !m.plaintext || allowed {
 				sasl += " " + m.name
 			}
@@ -157,7 +227,7 @@ func cmdPass(s *session, cmd pop3.Command, line []byte) error {
 }
 
 func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
-	mechs := mechanisms()
+	mechs := mechanisms(s.srv.Backend)
 	if len(cmd.Args) == 0 {
 		// Not in RFC 5034, but Outlook sends a bare AUTH and expects the
 		// mechanism list as a multi-line reply, as from CAPA's SASL line.
@@ -202,12 +272,21 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 	for {
 		challenge, done, err := srv.Next(resp)
 		if err != nil {
-			user, _ := result()
-			return s.authFailed(user, mech.name)
+			r := result()
+			if r.sysErr != nil {
+				s.log.Error("authentication backend", "user", r.user, "err", r.sysErr)
+				return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
+			}
+			return s.authFailed(r.user, mech.name)
 		}
 		if done {
-			user, pass := result()
-			return s.login(user, pass, mech.name)
+			r := result()
+			if r.verified {
+				ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+				defer cancel()
+				return s.openMaildrop(ctx, r.user, r.canonical)
+			}
+			return s.login(r.user, r.password, mech.name)
 		}
 		s.w.WriteString("+ ")
 		s.w.WriteString(base64.StdEncoding.EncodeToString(challenge))
@@ -232,11 +311,9 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 // login checks credentials and opens the maildrop. mech names the way the
 // credentials came, for the log: "USER" or the SASL mechanism.
 func (s *session) login(user, pass, mech string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 	defer cancel()
-	conn := s.currentConn()
-	info := ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls}
-	canonical, err := s.srv.Backend.Authenticate(ctx, info, user, pass)
+	canonical, err := s.srv.Backend.Authenticate(ctx, s.connInfo(), user, pass)
 	if errors.Is(err, ErrAuthFailed) {
 		return s.authFailed(user, mech)
 	}
@@ -244,6 +321,18 @@ func (s *session) login(user, pass, mech string) error {
 		s.log.Error("authentication backend", "user", user, "err", err)
 		return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
 	}
+	return s.openMaildrop(ctx, user, canonical)
+}
+
+func (s *session) connInfo() ConnInfo {
+	conn := s.currentConn()
+	return ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls}
+}
+
+// openMaildrop opens the maildrop of a user whose credentials have been
+// verified, by the Backend (login) or by the mechanism (SCRAM). user is the
+// name the client gave, canonical the Backend's.
+func (s *session) openMaildrop(ctx context.Context, user, canonical string) error {
 	// The password was right: whatever happens to the maildrop, this
 	// address and user are not guessing.
 	s.srv.penalties.succeed(s.ip, user, canonical)

@@ -104,7 +104,7 @@ func matchReply(want, got string) bool {
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 var (
-	capaBeforeLogin = []string{"TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE",
+	capaBeforeLogin = []string{"TOP", "UIDL", "USER", "SASL PLAIN LOGIN", "RESP-CODES", "AUTH-RESP-CODE",
 		"PIPELINING", "EXPIRE NEVER", "LOGIN-DELAY 0", "UTF8", "IMPLEMENTATION popbox-test", "STLS"}
 	capaAfterLogin = []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE",
 		"PIPELINING", "EXPIRE NEVER", "LOGIN-DELAY 0", "UTF8", "IMPLEMENTATION popbox-test"}
@@ -168,7 +168,7 @@ func TestCAPA(t *testing.T) {
 			{send: "CAPA", want: "+OK capability list follows", body: without(capaBeforeLogin, "STLS")},
 		}},
 		{name: "plaintext never hides USER and SASL PLAIN", configure: never, steps: []step{
-			{send: "CAPA", want: "+OK capability list follows", body: without(capaBeforeLogin, "USER", "SASL PLAIN")},
+			{send: "CAPA", want: "+OK capability list follows", body: without(capaBeforeLogin, "USER", "SASL PLAIN LOGIN")},
 		}},
 		{name: "plaintext never, after STLS", configure: never, steps: []step{
 			{send: "STLS", want: "+OK begin TLS negotiation", stls: true},
@@ -273,7 +273,7 @@ func TestUSERPASS(t *testing.T) {
 func TestAUTH(t *testing.T) {
 	runSessionTests(t, []sessionTest{
 		{name: "bare AUTH lists mechanisms", steps: []step{
-			{send: "AUTH", want: "+OK", body: []string{"PLAIN"}},
+			{send: "AUTH", want: "+OK", body: []string{"PLAIN", "LOGIN"}},
 		}},
 		{name: "bare AUTH, plaintext not allowed", configure: func(s *Server) { s.Plaintext = PlaintextNever }, steps: []step{
 			{send: "AUTH", want: "+OK", body: []string{}},
@@ -344,6 +344,79 @@ func TestAUTH(t *testing.T) {
 		}},
 		{name: "after login", login: "alice", steps: []step{
 			{send: "AUTH PLAIN " + b64("\x00alice\x00"+alicePass), want: "-ERR AUTH not valid after login"},
+		}},
+	})
+}
+
+// TestAUTHLOGIN covers the LOGIN mechanism (draft-murchison-sasl-login-00)
+// as Outlook and Thunderbird drive it.
+func TestAUTHLOGIN(t *testing.T) {
+	const (
+		askUser = "+ VXNlcm5hbWU6" // "Username:"
+		askPass = "+ UGFzc3dvcmQ6" // "Password:"
+	)
+	runSessionTests(t, []sessionTest{
+		{name: "success", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: b64("alice"), want: askPass},
+			{send: b64(alicePass), want: aliceLoggedIn()},
+			{send: "STAT", want: fmt.Sprintf("+OK 4 %d", fixtureTotal())},
+		}},
+		{name: "initial response is the user name", steps: []step{
+			{send: "auth login " + b64("alice"), want: askPass},
+			{send: b64(alicePass), want: aliceLoggedIn()},
+		}},
+		{name: "password with spaces", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: b64("bob"), want: askPass},
+			{send: b64(bobPass), want: "+OK logged in, 0 messages (0 octets)"},
+		}},
+		{name: "wrong password", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: b64("alice"), want: askPass},
+			{send: b64("wrong"), want: authFailed},
+			{send: "STAT", want: "-ERR STAT not valid before login"},
+		}},
+		{name: "unknown user answered like a wrong password", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: b64("nobody"), want: askPass},
+			{send: b64(alicePass), want: authFailed},
+		}},
+		{name: "NUL in user name", steps: []step{
+			{send: "AUTH LOGIN " + b64("alice\x00"), want: askPass},
+			{send: b64(alicePass), want: authFailed},
+		}},
+		{name: "NUL in password", steps: []step{
+			{send: "AUTH LOGIN " + b64("alice"), want: askPass},
+			{send: b64(alicePass + "\x00"), want: authFailed},
+		}},
+		{name: "cancel at user name", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: "*", want: "-ERR authentication cancelled"},
+			{send: "STAT", want: "-ERR STAT not valid before login"},
+		}},
+		{name: "cancel at password", steps: []step{
+			{send: "AUTH LOGIN", want: askUser},
+			{send: b64("alice"), want: askPass},
+			{send: "*", want: "-ERR authentication cancelled"},
+			{send: "AUTH LOGIN " + b64("alice"), want: askPass},
+			{send: b64(alicePass), want: aliceLoggedIn()},
+		}},
+		{name: "bad base64 initial response", steps: []step{
+			{send: "AUTH LOGIN !!!!", want: "-ERR invalid base64 in initial response"},
+		}},
+		{name: "bad base64 password", steps: []step{
+			{send: "AUTH LOGIN " + b64("alice"), want: askPass},
+			{send: "not base64!", want: "-ERR invalid base64 in authentication response"},
+			{send: "CAPA", want: "+OK capability list follows", body: capaBeforeLogin},
+		}},
+		{name: "plaintext policy applies", configure: func(s *Server) { s.Plaintext = PlaintextNever }, steps: []step{
+			{send: "AUTH LOGIN", want: "-ERR [AUTH] " + plaintextRefused},
+		}},
+		{name: "allowed after STLS", configure: func(s *Server) { s.Plaintext = PlaintextNever }, steps: []step{
+			{send: "STLS", want: "+OK begin TLS negotiation", stls: true},
+			{send: "AUTH LOGIN " + b64("alice"), want: askPass},
+			{send: b64(alicePass), want: aliceLoggedIn()},
 		}},
 	})
 }

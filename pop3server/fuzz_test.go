@@ -25,6 +25,8 @@ func FuzzSession(f *testing.F) {
 		"AUTH\r\nAUTH PLAIN " + b64("\x00alice\x00"+alicePass) + "\r\nSTAT\r\nQUIT\r\n",
 		"AUTH PLAIN\r\n" + b64("\x00bob\x00"+bobPass) + "\r\nLIST\r\nQUIT\r\n",
 		"AUTH PLAIN\r\n*\r\nAUTH PLAIN =\r\nAUTH PLAIN !!\r\nAUTH X\r\n",
+		"AUTH LOGIN\r\n" + b64("alice") + "\r\n" + b64(alicePass) + "\r\nSTAT\r\nQUIT\r\n",
+		"AUTH LOGIN " + b64("bob") + "\r\n*\r\nAUTH LOGIN =\r\n=\r\nAUTH LOGIN\r\n!!\r\n",
 		"UTF8\r\nUSER jörg\r\nPASS x\r\nUSER alice\r\nPASS " + alicePass + "\r\nUIDL\r\nQUIT\r\n",
 		"STLS\r\nCAPA\r\n",
 		"STLS\r\n\x16\x03\x01\x00\x05hello",

@@ -2,6 +2,7 @@ package pop3server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -155,6 +156,11 @@ type Server struct {
 	AuthFailureDelayMax time.Duration
 	Limits              Limits
 	Logger              *slog.Logger
+	// SCRAMSecret derives the fake SCRAM credentials of unknown users
+	// (RFC 5802 §5.1). Set it to a stored secret of 32 or more random
+	// octets to keep their salts the same across restarts; nil means a
+	// random one per Server.
+	SCRAMSecret []byte
 
 	limits     Limits
 	initOnce   sync.Once
@@ -185,6 +191,10 @@ func (s *Server) init() {
 		}
 		if s.AuthFailureDelayMax == 0 {
 			s.AuthFailureDelayMax = 15 * time.Second
+		}
+		if s.SCRAMSecret == nil {
+			s.SCRAMSecret = make([]byte, 32)
+			rand.Read(s.SCRAMSecret)
 		}
 		s.penalties = newPenaltyTable(penaltyMaxEntries, penaltyIdle)
 		s.perIP = make(map[netip.Addr]*ipConns)

@@ -45,6 +45,11 @@ func migrations() []string {
 			mechanism TEXT    NOT NULL
 		) STRICT;
 		CREATE INDEX login_events_user ON login_events (user, ok, time);`,
+		// 3: SCRAM-SHA-256 credentials (RFC 5802 §3, RFC 7677) in
+		// sasl.FormatSCRAMCredentials's text (Dovecot's format). NULL
+		// until the password is next set or used to log in: they can only
+		// be computed from the plaintext password.
+		`ALTER TABLE users ADD COLUMN scram_sha256 TEXT`,
 	}
 }
 

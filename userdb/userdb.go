@@ -37,6 +37,13 @@
 //     that selects the one hash to verify, so a login costs one
 //     verification however many app passwords the user has; see
 //     apppass.go for the format and the trade-off.
+//   - SCRAM-SHA-256 credentials (RFC 5802 §3: salt, iteration count,
+//     StoredKey, ServerKey; sasl.DefaultSCRAMIterations) are stored beside
+//     the hash whenever a password is set (Add, SetPassword). They need the
+//     plaintext password, so users from before schema version 3 and
+//     imported hashes get them at their next successful password login;
+//     app passwords have none (SCRAM uses the main password). See
+//     SCRAMCredentials.
 //   - Login history (RecordLogin, LoginHistory) keeps the last
 //     MaxLoginHistory successful logins and as many failures per user, so
 //     the table stays small however long the server runs or however hard
@@ -62,6 +69,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/popbox/popbox/sasl"
 	"github.com/popbox/popbox/userdb/passhash"
 
 	_ "modernc.org/sqlite" // registers driver "sqlite"
@@ -225,7 +233,7 @@ func (db *DB) Add(ctx context.Context, name, password string) error {
 	if err != nil {
 		return err
 	}
-	return db.insert(ctx, Canonical(name), h)
+	return db.insert(ctx, Canonical(name), h, db.scramCredentials(Canonical(name), password))
 }
 
 // AddHashed creates a user with an existing password hash, e.g. from a
@@ -242,17 +250,19 @@ func (db *DB) AddHashed(ctx context.Context, name, hash string) error {
 	if err != nil {
 		return fmt.Errorf("userdb: importing hash for %q: %w", Canonical(name), err)
 	}
-	return db.insert(ctx, Canonical(name), norm)
+	// No SCRAM credentials: they need the plaintext password, so they
+	// come with the first successful login (Authenticate).
+	return db.insert(ctx, Canonical(name), norm, sql.NullString{})
 }
 
-func (db *DB) insert(ctx context.Context, name, hash string) error {
+func (db *DB) insert(ctx context.Context, name, hash string, scram sql.NullString) error {
 	now := time.Now().Unix()
 	// ON CONFLICT rather than a preceding SELECT: one statement, so a
 	// concurrent Add of the same name in another process cannot slip in
 	// between.
 	res, err := db.sql.ExecContext(ctx,
-		`INSERT INTO users (name, password_hash, created, updated) VALUES (?, ?, ?, ?)
-		 ON CONFLICT (name) DO NOTHING`, name, hash, now, now)
+		`INSERT INTO users (name, password_hash, scram_sha256, created, updated) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT (name) DO NOTHING`, name, hash, scram, now, now)
 	if err != nil {
 		return fmt.Errorf("userdb: adding %q: %w", name, err)
 	}
@@ -278,8 +288,11 @@ func (db *DB) SetPassword(ctx context.Context, name, password string) error {
 		return err
 	}
 	name = Canonical(name)
+	// The SCRAM credentials change with the password: old ones would
+	// still accept the old password.
 	res, err := db.sql.ExecContext(ctx,
-		`UPDATE users SET password_hash = ?, updated = ? WHERE name = ?`, h, time.Now().Unix(), name)
+		`UPDATE users SET password_hash = ?, scram_sha256 = ?, updated = ? WHERE name = ?`,
+		h, db.scramCredentials(name, password), time.Now().Unix(), name)
 	return affectedOne(res, err, "setting password of", name)
 }
 
@@ -398,13 +411,13 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 	// same whether or not it does.
 	appCanonical, appID, isApp := parseAppPassword(password)
 	var (
-		stored  string
-		appHash sql.NullString
+		stored         string
+		appHash, scram sql.NullString
 	)
 	err = db.sql.QueryRowContext(ctx,
-		`SELECT u.password_hash, a.hash FROM users u
+		`SELECT u.password_hash, u.scram_sha256, a.hash FROM users u
 		 LEFT JOIN app_passwords a ON a.user = u.name AND a.id = ?
-		 WHERE u.name = ?`, appID, name).Scan(&stored, &appHash)
+		 WHERE u.name = ?`, appID, name).Scan(&stored, &scram, &appHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", db.failDummy(ctx, password)
 	}
@@ -434,10 +447,76 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 		db.appPasswordUsed(ctx, name, appID, verifyHash, verifyPassword, passhash.NeedsRehash(verifyHash, db.params))
 		return name, nil
 	}
+	if !scram.Valid {
+		// A user from before schema version 3, or imported: the
+		// password is at hand now and only now. After the check, so it
+		// costs nothing on a failed login.
+		db.addSCRAM(ctx, name, stored, password)
+	}
 	if passhash.NeedsRehash(stored, db.params) {
 		db.upgrade(ctx, name, stored, password)
 	}
 	return name, nil
+}
+
+// scramCredentials computes SCRAM-SHA-256 credentials for password, or NULL
+// for a password SASLprep refuses (RFC 4013 prohibits some characters that
+// ValidPassword allows): that user then cannot use SCRAM, only the
+// password mechanisms.
+func (db *DB) scramCredentials(name, password string) sql.NullString {
+	c, err := sasl.NewSCRAMSHA256Credentials(password, 0)
+	if err != nil {
+		db.log.Warn("userdb: cannot compute SCRAM credentials", "user", name, "err", err)
+		return sql.NullString{}
+	}
+	return sql.NullString{String: sasl.FormatSCRAMCredentials(c), Valid: true}
+}
+
+// addSCRAM stores SCRAM credentials for a user who has none, computed from
+// the password just verified against hash. It is best effort like upgrade.
+func (db *DB) addSCRAM(ctx context.Context, name, hash, password string) {
+	c := db.scramCredentials(name, password)
+	if !c.Valid {
+		return
+	}
+	// Only if the password is still the one verified.
+	res, err := db.sql.ExecContext(ctx,
+		`UPDATE users SET scram_sha256 = ? WHERE name = ? AND password_hash = ? AND scram_sha256 IS NULL`,
+		c, name, hash)
+	if err != nil {
+		db.log.Warn("userdb: cannot store SCRAM credentials", "user", name, "err", err)
+		return
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		db.log.Info("userdb: added SCRAM-SHA-256 credentials", "user", name)
+	}
+}
+
+// SCRAMCredentials returns name's canonical name and SCRAM-SHA-256
+// credentials. An invalid name, an unknown user and a user without
+// credentials (see Authenticate) all return ErrAuthFailed, after the same
+// single query; other errors are database failures. App passwords have no
+// SCRAM credentials: SCRAM logs in with the main password only.
+func (db *DB) SCRAMCredentials(ctx context.Context, name string) (string, sasl.SCRAMCredentials, error) {
+	if ValidName(name) != nil {
+		name = "" // no such row; the query still runs, for equal timing
+	}
+	name = Canonical(name)
+	var scram sql.NullString
+	err := db.sql.QueryRowContext(ctx, `SELECT scram_sha256 FROM users WHERE name = ?`, name).Scan(&scram)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !scram.Valid) {
+		return "", sasl.SCRAMCredentials{}, ErrAuthFailed
+	}
+	if err != nil {
+		return "", sasl.SCRAMCredentials{}, fmt.Errorf("userdb: looking up %q: %w", name, err)
+	}
+	c, err := sasl.ParseSCRAMCredentials(scram.String)
+	if err != nil {
+		// Only a hand-edited database gets here.
+		db.log.Error("userdb: stored SCRAM credentials are unusable", "user", name, "err", err)
+		return "", sasl.SCRAMCredentials{}, ErrAuthFailed
+	}
+	return name, c, nil
 }
 
 // failDummy does a wrong-password verification's work for a user that does

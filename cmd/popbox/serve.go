@@ -160,8 +160,13 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		return withCode(exitConfig, err)
 	}
 	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
+	scramSecret, err := data.SCRAMSecret()
+	if err != nil {
+		return dataDirError(err, cfg)
+	}
 
 	srv := &pop3server.Server{
+		SCRAMSecret:         scramSecret,
 		Backend:             app.Backend{Users: users, Store: st},
 		TLSConfig:           tlsconf.ServerConfig(certs),
 		Hostname:            cfg.POP3.Hostname,

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/popbox/popbox/pop3server"
+	"github.com/popbox/popbox/sasl"
 	"github.com/popbox/popbox/store"
 	"github.com/popbox/popbox/store/maildir"
 	"github.com/popbox/popbox/userdb"
@@ -57,6 +59,38 @@ func (d DataDir) OpenUsers() (*userdb.DB, error) {
 	return db, nil
 }
 
+// SCRAMSecret returns the installation's secret for the fake SCRAM
+// credentials of unknown users (RFC 5802 §5.1), creating it on first use.
+// It is kept in the data directory so that an unknown user's salt stays the
+// same across restarts, as a real user's does: one that changed at every
+// restart would tell the two apart.
+func (d DataDir) SCRAMSecret() ([]byte, error) {
+	path := filepath.Join(string(d), "scram-secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", path, err)
+	}
+	_, werr := f.Write(b)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return b, nil
+}
+
 // ErrNoUserDB means the data directory has no user database yet: usually a
 // wrong --data, where creating an empty database would only hide the mistake.
 var ErrNoUserDB = errors.New("no user database (wrong data directory?)")
@@ -82,7 +116,8 @@ func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
 	return st, nil
 }
 
-// Backend joins the user database and the store for pop3server.
+// Backend joins the user database and the store for pop3server. It is a
+// pop3server.SCRAMBackend too.
 type Backend struct {
 	Users *userdb.DB
 	Store store.Store
@@ -90,6 +125,9 @@ type Backend struct {
 	// slog.Default().
 	Log *slog.Logger
 }
+
+// The server offers SCRAM-SHA-256 only to a SCRAMBackend.
+var _ pop3server.SCRAMBackend = Backend{}
 
 // loginMechanism is what the login history says for USER/PASS and AUTH
 // PLAIN alike: the server does not tell the backend which one was used.
@@ -126,6 +164,21 @@ func (b Backend) Authenticate(ctx context.Context, info pop3server.ConnInfo, use
 		b.record(ctx, name, ev)
 	}
 	return name, err
+}
+
+// SCRAMCredentials implements pop3server.SCRAMBackend, which makes the
+// server offer SCRAM-SHA-256. Users without credentials (imported hashes,
+// accounts from before schema version 3 that have not logged in since) fail
+// as unknown users do, with pop3server.ErrAuthFailed.
+//
+// SCRAM logins are not in the login history yet: the outcome is decided in
+// the server after this lookup, and the Backend is not told of it.
+func (b Backend) SCRAMCredentials(ctx context.Context, _ pop3server.ConnInfo, user string) (string, sasl.SCRAMCredentials, error) {
+	name, creds, err := b.Users.SCRAMCredentials(ctx, user)
+	if errors.Is(err, userdb.ErrAuthFailed) {
+		return "", creds, fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
+	}
+	return name, creds, err
 }
 
 // record adds ev to name's login history. The history is informational, so
