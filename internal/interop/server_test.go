@@ -76,11 +76,18 @@ type server struct {
 // test failed.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerIn(t, t.TempDir())
+}
+
+// startServerIn is startServer on a data directory the test prepared (for
+// example with its own certificate in tls/).
+func startServerIn(t *testing.T, data string) *server {
+	t.Helper()
 	bin, err := popboxBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{bin: bin, data: t.TempDir(), log: newServerLog()}
+	s := &server{bin: bin, data: data, log: newServerLog()}
 	s.cafile = filepath.Join(s.data, "tls", "cert.pem")
 	// --allow-root: CI runs the tests as root.
 	cmd := exec.Command(bin, "serve", "--allow-root", "--data", s.data,
