@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -52,7 +53,10 @@ func TestTestSSL(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "testssl.json")
 			args := append([]string{"--quiet", "--color", "0", "--warnings", "off", "--add-ca", caFile,
 				"--jsonfile", out}, tc.args...)
-			cmd := exec.CommandContext(t.Context(), testssl, args...)
+			// About 40 s here; the bound keeps a hung scan from eating CI's time.
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, testssl, args...)
 			cmd.WaitDelay = 5 * time.Second
 			text, err := cmd.CombinedOutput()
 			// testssl.sh exits non-zero for findings, so its status is not
