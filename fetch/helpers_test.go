@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/popbox/popbox/internal/mailtest"
 	"github.com/popbox/popbox/internal/testcert"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/store"
@@ -179,122 +180,6 @@ func corpus() []string {
 	}
 }
 
-// normalise makes a message comparable across stores: CRLF becomes LF and
-// a final LF is added when missing (the harness's normalisation).
-func normalise(m string) string {
-	m = strings.ReplaceAll(m, "\r\n", "\n")
-	if !strings.HasSuffix(m, "\n") {
-		m += "\n"
-	}
-	return m
-}
-
-// stripHeader removes the first header field called name (with its
-// continuation lines) from a message with LF line ends.
-func stripHeader(m, name string) string {
-	lines := strings.SplitAfter(m, "\n")
-	for i, l := range lines {
-		if l == "\n" || l == "" {
-			break // end of the header
-		}
-		if strings.HasPrefix(strings.ToLower(l), strings.ToLower(name)+":") {
-			j := i + 1
-			for j < len(lines) && (strings.HasPrefix(lines[j], " ") || strings.HasPrefix(lines[j], "\t")) {
-				j++
-			}
-			return strings.Join(append(lines[:i:i], lines[j:]...), "")
-		}
-	}
-	return m
-}
-
-// local returns the messages of a destination (maildir:DIR or mbox:FILE)
-// with the headers popbox adds removed, normalised.
-func local(t testing.TB, spec string) []string {
-	t.Helper()
-	kind, path, _ := strings.Cut(spec, ":")
-	var raw []string
-	switch kind {
-	case "maildir":
-		for _, sub := range []string{"new", "cur"} {
-			ents, err := os.ReadDir(filepath.Join(path, sub))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range ents {
-				b, err := os.ReadFile(filepath.Join(path, sub, e.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw = append(raw, string(b))
-			}
-		}
-	case "mbox":
-		b, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = parseMboxrd(t, string(b))
-	default:
-		t.Fatalf("local: unknown spec %q", spec)
-	}
-	out := make([]string, len(raw))
-	for i, m := range raw {
-		m = normalise(m)
-		m = stripHeader(m, "X-Popbox-Key")
-		m = stripHeader(m, "Received")
-		out[i] = m
-	}
-	return out
-}
-
-// parseMboxrd splits an mboxrd file into messages: each entry is a From_
-// line, the message with ">From" lines quoted once more, and a blank line.
-func parseMboxrd(t testing.TB, s string) []string {
-	t.Helper()
-	if s == "" {
-		return nil
-	}
-	if !strings.HasPrefix(s, "From ") {
-		t.Fatalf("mbox does not start with a From_ line: %q", s[:min(len(s), 40)])
-	}
-	var msgs []string
-	var cur []string
-	flush := func() {
-		if cur == nil {
-			return
-		}
-		if n := len(cur); n > 0 && cur[n-1] == "\n" {
-			cur = cur[:n-1] // the blank line that ends every entry
-		} else {
-			t.Errorf("mbox entry not followed by a blank line")
-		}
-		msgs = append(msgs, strings.Join(cur, ""))
-	}
-	for _, l := range strings.SplitAfter(s, "\n") {
-		if l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, "From ") {
-			flush()
-			cur = []string{}
-			continue
-		}
-		if q := strings.TrimLeft(l, ">"); len(q) < len(l) && strings.HasPrefix(q, "From ") {
-			l = l[1:]
-		}
-		cur = append(cur, l)
-	}
-	flush()
-	return msgs
-}
-
 // sameMessages compares two multisets of messages by content, reporting
 // differences by subject and hash, not whole 5 MB bodies.
 func sameMessages(t testing.TB, what string, want, got []string) {
@@ -302,7 +187,7 @@ func sameMessages(t testing.TB, what string, want, got []string) {
 	sum := func(ms []string) []string {
 		out := make([]string, len(ms))
 		for i, m := range ms {
-			h := sha256.Sum256([]byte(normalise(m)))
+			h := sha256.Sum256([]byte(mailtest.Normalise(m)))
 			subj := ""
 			for _, l := range strings.Split(m, "\n") {
 				if s, ok := strings.CutPrefix(l, "Subject: "); ok {
@@ -310,7 +195,7 @@ func sameMessages(t testing.TB, what string, want, got []string) {
 					break
 				}
 			}
-			out[i] = fmt.Sprintf("%s %s (%d bytes)", hex.EncodeToString(h[:6]), subj, len(normalise(m)))
+			out[i] = fmt.Sprintf("%s %s (%d bytes)", hex.EncodeToString(h[:6]), subj, len(mailtest.Normalise(m)))
 		}
 		slices.Sort(out)
 		return out
@@ -385,4 +270,14 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// local returns the messages of a destination spec, as mailtest.Local does.
+func local(t testing.TB, spec string) []string {
+	t.Helper()
+	msgs, err := mailtest.Local(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/popbox/popbox/fetch"
+	"github.com/popbox/popbox/internal/mailtest"
 	"github.com/popbox/popbox/store/maildir"
 )
 
@@ -86,101 +87,11 @@ func (e *fetchEnv) config(accounts ...string) string {
 	return path
 }
 
-// localMessages reads a Maildir or an mboxrd file back into messages, each
-// normalised (LF line ends, a final LF) without the headers popbox adds.
-func localMessages(t *testing.T, spec string) []string {
-	t.Helper()
-	kind, path, _ := strings.Cut(spec, ":")
-	var raw []string
-	switch kind {
-	case "maildir":
-		for _, sub := range []string{"new", "cur"} {
-			ents, err := os.ReadDir(filepath.Join(path, sub))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, ent := range ents {
-				b, err := os.ReadFile(filepath.Join(path, sub, ent.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw = append(raw, string(b))
-			}
-		}
-	case "mbox":
-		b, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cur []string
-		flush := func() {
-			if cur != nil {
-				if n := len(cur); n > 0 && cur[n-1] == "\n" {
-					cur = cur[:n-1]
-				}
-				raw = append(raw, strings.Join(cur, ""))
-			}
-		}
-		for _, l := range strings.SplitAfter(string(b), "\n") {
-			if l == "" {
-				continue
-			}
-			if strings.HasPrefix(l, "From ") {
-				flush()
-				cur = []string{}
-				continue
-			}
-			if q := strings.TrimLeft(l, ">"); len(q) < len(l) && strings.HasPrefix(q, "From ") {
-				l = l[1:]
-			}
-			cur = append(cur, l)
-		}
-		flush()
-	}
-	for i, m := range raw {
-		raw[i] = stripField(stripField(normaliseMsg(m), "X-Popbox-Key"), "Received")
-	}
-	return raw
-}
-
-func normaliseMsg(m string) string {
-	m = strings.ReplaceAll(m, "\r\n", "\n")
-	if !strings.HasSuffix(m, "\n") {
-		m += "\n"
-	}
-	return m
-}
-
-// stripField removes the first header field called name, with its
-// continuation lines.
-func stripField(m, name string) string {
-	lines := strings.SplitAfter(m, "\n")
-	for i, l := range lines {
-		if l == "\n" || l == "" {
-			break
-		}
-		if strings.HasPrefix(strings.ToLower(l), strings.ToLower(name)+":") {
-			j := i + 1
-			for j < len(lines) && (strings.HasPrefix(lines[j], " ") || strings.HasPrefix(lines[j], "\t")) {
-				j++
-			}
-			return strings.Join(append(lines[:i:i], lines[j:]...), "")
-		}
-	}
-	return m
-}
-
 // hashes returns the sorted content hashes of normalised messages.
 func hashes(msgs []string) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
-		sum := sha256.Sum256([]byte(normaliseMsg(m)))
+		sum := sha256.Sum256([]byte(mailtest.Normalise(m)))
 		out[i] = hex.EncodeToString(sum[:8])
 	}
 	slices.Sort(out)
@@ -782,4 +693,15 @@ func TestFetchSeveralAccounts(t *testing.T) {
 	if diff := cmp.Diff([]string{"Subject: for bob\n\nb\n"}, localMessages(t, bobSpec)); diff != "" {
 		t.Errorf("bob's mbox (-want +got):\n%s", diff)
 	}
+}
+
+// localMessages returns the messages of a destination spec, as
+// mailtest.Local does.
+func localMessages(t *testing.T, spec string) []string {
+	t.Helper()
+	msgs, err := mailtest.Local(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }
