@@ -3,10 +3,12 @@ package pop3server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,14 +31,40 @@ type SCRAMBackend interface {
 	SCRAMCredentials(ctx context.Context, info ConnInfo, user string) (canonical string, creds popsasl.SCRAMCredentials, err error)
 }
 
-// mechanism is one SASL mechanism the AUTH command offers (RFC 5034). New
-// mechanisms (OAUTHBEARER, ...) are added to the table in mechanisms; each
-// exchange ends in a call to session.login or session.openMaildrop, or in an
-// error.
+// Authorizer is a Backend that can log in a user whose identity something
+// other than a password proved: an OAuth token (OAUTHBEARER, XOAUTH2) or a
+// TLS client certificate (EXTERNAL). Authorize checks that the account
+// exists and may log in and returns its canonical name; a user who may not
+// wraps ErrAuthFailed. Those mechanisms are offered only to an Authorizer.
+type Authorizer interface {
+	Authorize(ctx context.Context, info ConnInfo, user string) (canonical string, err error)
+}
+
+// LoginRecorder is a Backend told of the logins the server decides itself,
+// for the mechanisms that do not call Authenticate (SCRAM, OAUTHBEARER,
+// XOAUTH2, EXTERNAL): user is the canonical name after a success and the
+// name the client gave after a failure. The call is made before the reply;
+// a recorder that writes slowly should do it in the background, or the
+// timing of a failure would tell existing users from others.
+type LoginRecorder interface {
+	RecordLogin(ctx context.Context, info ConnInfo, user string, success bool)
+}
+
+// TokenVerifier checks an OAuth 2.0 bearer token (RFC 6750) and returns the
+// user it was issued for. An invalid, expired or foreign token is an error
+// wrapping ErrAuthFailed; any other error is a system problem.
+type TokenVerifier interface {
+	VerifyToken(ctx context.Context, token string) (user string, err error)
+}
+
+// mechanism is one SASL mechanism the AUTH command offers (RFC 5034); the
+// table is built per session by mechanisms. Each exchange ends in a call to
+// session.login or session.openMaildrop, or in an error.
 type mechanism struct {
 	name string
-	// plaintext: the client sends the password itself, so the mechanism is
-	// subject to the Plaintext policy like USER/PASS.
+	// plaintext: the client sends a secret itself (a password or a bearer
+	// token), so the mechanism is subject to the Plaintext policy like
+	// USER/PASS.
 	plaintext bool
 	// start begins one exchange. The returned function reports its outcome
 	// once the exchange is done or has failed.
@@ -44,8 +72,8 @@ type mechanism struct {
 }
 
 // authResult is what a finished exchange established. Mechanisms that carry
-// the password (PLAIN, LOGIN) leave checking it to the Backend; those that
-// verify a proof themselves (SCRAM) report the canonical user instead.
+// the password (PLAIN, LOGIN) leave checking it to the Backend; the others
+// verify a proof themselves and report the canonical user instead.
 type authResult struct {
 	user     string // as the client gave it, for the log and the penalties
 	password string
@@ -58,7 +86,8 @@ type authResult struct {
 	sysErr error
 }
 
-func mechanisms(b Backend) []mechanism {
+// mechanisms is what this session may use, in the order CAPA lists them.
+func (s *session) mechanisms() []mechanism {
 	mechs := []mechanism{{
 		name:      sasl.Plain,
 		plaintext: true,
@@ -90,30 +119,74 @@ func mechanisms(b Backend) []mechanism {
 			return srv, func() authResult { return r }
 		},
 	}}
-	if sb, ok := b.(SCRAMBackend); ok {
-		// SCRAM-SHA-256 (RFC 7677) sends no password, only a proof, so it
-		// is offered without TLS too.
-		mechs = append(mechs, mechanism{
-			name: popsasl.SCRAMSHA256,
-			start: func(s *session) (sasl.Server, func() authResult) {
+	if sb, ok := s.srv.Backend.(SCRAMBackend); ok {
+		// SCRAM sends no password, only a proof, so it is offered without
+		// TLS too. On TLS the -PLUS variant (RFC 7677, RFC 5802 §6) binds
+		// the proof to the connection, so a man in the middle with a
+		// certificate the client wrongly trusted cannot relay it.
+		scramMech := func(name string, plus bool) mechanism {
+			return mechanism{name: name, start: func(s *session) (sasl.Server, func() authResult) {
 				var canonical string
-				srv := popsasl.NewSCRAMSHA256Server(func(user string) (popsasl.SCRAMCredentials, error) {
+				opts := popsasl.SCRAMServerOptions{Plus: plus}
+				if s.tls != nil {
+					opts.ChannelBinding = s.channelBinding
+				}
+				srv := popsasl.NewSCRAMServer(func(user string) (popsasl.SCRAMCredentials, error) {
 					ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 					defer cancel()
-					c, creds, err := sb.SCRAMCredentials(ctx, s.connInfo(), user)
+					c, creds, err := sb.SCRAMCredentials(ctx, s.connInfo(name), user)
 					if errors.Is(err, ErrAuthFailed) {
 						return creds, fmt.Errorf("%w: %w", popsasl.ErrNoSCRAMCredentials, err)
 					}
 					canonical = c
 					return creds, err
-				}, s.srv.SCRAMSecret)
+				}, s.srv.SCRAMSecret, opts)
 				return srv, func() authResult {
 					return authResult{user: srv.Username(), verified: true, canonical: canonical, sysErr: srv.LookupErr()}
 				}
-			},
-		})
+			}}
+		}
+		if s.tls != nil {
+			mechs = append(mechs, scramMech(popsasl.SCRAMSHA256Plus, true))
+		}
+		mechs = append(mechs, scramMech(popsasl.SCRAMSHA256, false))
+	}
+	if az, ok := s.srv.Backend.(Authorizer); ok {
+		if s.srv.ClientCertUser != nil && s.tls != nil && len(s.tls.VerifiedChains) > 0 {
+			mechs = append(mechs, s.externalMechanism(az))
+		}
 	}
 	return mechs
+}
+
+// externalMechanism is EXTERNAL (RFC 4422 Appendix A) with the identity of
+// the TLS client certificate, offered only when one was verified. The
+// client's authorization identity, if any, must be that same user.
+func (s *session) externalMechanism(az Authorizer) mechanism {
+	return mechanism{name: "EXTERNAL", start: func(s *session) (sasl.Server, func() authResult) {
+		var r authResult
+		srv := popsasl.NewExternalServer(func(authzid string) error {
+			cert := s.tls.VerifiedChains[0][0]
+			user, err := s.srv.ClientCertUser(cert)
+			r.user = authzid
+			if err != nil || user == "" {
+				return fmt.Errorf("%w: certificate %q maps to no user: %v", ErrAuthFailed, cert.Subject.String(), err)
+			}
+			if authzid != "" && !strings.EqualFold(authzid, user) {
+				return fmt.Errorf("%w: certificate is %q's, not %q's", ErrAuthFailed, user, authzid)
+			}
+			r.user = user
+			ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+			defer cancel()
+			c, err := az.Authorize(ctx, s.connInfo("EXTERNAL"), user)
+			if err != nil && !errors.Is(err, ErrAuthFailed) {
+				r.sysErr = err
+			}
+			r.verified, r.canonical = err == nil, c
+			return err
+		})
+		return srv, func() authResult { return r }
+	}}
 }
 
 // backendTimeout bounds one Backend call for a login.
@@ -152,7 +225,7 @@ func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
 			caps = append(caps, pop3.CapUser)
 		}
 		sasl := pop3.CapSASL
-		for _, m := range mechanisms(s.srv.Backend) {
+		for _, m := range s.mechanisms() {
 			if !m.plaintext || allowed {
 				sasl += " " + m.name
 			}
@@ -164,8 +237,9 @@ func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
 	caps = append(caps, pop3.CapRespCodes, pop3.CapAuthRespCode, pop3.CapPipelining,
 		// RFC 2449 §6.7: popbox never deletes mail on its own.
 		pop3.CapExpire+" NEVER",
-		// RFC 2449 §6.5: no minimum delay between logins.
-		pop3.CapLoginDelay+" 0",
+		// RFC 2449 §6.5: the minimum delay between logins, enforced
+		// in openMaildrop.
+		pop3.CapLoginDelay+" "+strconv.Itoa(int(s.srv.loginDelay().Seconds())),
 		pop3.CapUTF8,
 		pop3.CapImplementation+" "+s.srv.Implementation)
 	if s.stlsAvailable() {
@@ -227,7 +301,7 @@ func cmdPass(s *session, cmd pop3.Command, line []byte) error {
 }
 
 func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
-	mechs := mechanisms(s.srv.Backend)
+	mechs := s.mechanisms()
 	if len(cmd.Args) == 0 {
 		// Not in RFC 5034, but Outlook sends a bare AUTH and expects the
 		// mechanism list as a multi-line reply, as from CAPA's SASL line.
@@ -274,7 +348,7 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 		if err != nil {
 			r := result()
 			if r.sysErr != nil {
-				s.log.Error("authentication backend", "user", r.user, "err", r.sysErr)
+				s.log.Error("authentication backend", "user", r.user, "mechanism", mech.name, "err", r.sysErr)
 				return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
 			}
 			return s.authFailed(r.user, mech.name)
@@ -284,7 +358,7 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 			if r.verified {
 				ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 				defer cancel()
-				return s.openMaildrop(ctx, r.user, r.canonical)
+				return s.openMaildrop(ctx, r.user, r.canonical, mech.name)
 			}
 			return s.login(r.user, r.password, mech.name)
 		}
@@ -313,29 +387,56 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 func (s *session) login(user, pass, mech string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 	defer cancel()
-	canonical, err := s.srv.Backend.Authenticate(ctx, s.connInfo(), user, pass)
+	canonical, err := s.srv.Backend.Authenticate(ctx, s.connInfo(mech), user, pass)
 	if errors.Is(err, ErrAuthFailed) {
 		return s.authFailed(user, mech)
 	}
 	if err != nil {
-		s.log.Error("authentication backend", "user", user, "err", err)
+		s.log.Error("authentication backend", "user", user, "mechanism", mech, "err", err)
 		return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
 	}
-	return s.openMaildrop(ctx, user, canonical)
+	return s.openMaildrop(ctx, user, canonical, mech)
 }
 
-func (s *session) connInfo() ConnInfo {
+// connInfo describes this connection for a login with mechanism mech.
+func (s *session) connInfo(mech string) ConnInfo {
 	conn := s.currentConn()
-	return ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls}
+	return ConnInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), TLS: s.tls, Mechanism: mech}
+}
+
+// record tells a LoginRecorder Backend of a login's outcome.
+func (s *session) record(user, mech string, success bool) {
+	lr, ok := s.srv.Backend.(LoginRecorder)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+	defer cancel()
+	lr.RecordLogin(ctx, s.connInfo(mech), user, success)
 }
 
 // openMaildrop opens the maildrop of a user whose credentials have been
-// verified, by the Backend (login) or by the mechanism (SCRAM). user is the
-// name the client gave, canonical the Backend's.
-func (s *session) openMaildrop(ctx context.Context, user, canonical string) error {
+// verified, by the Backend (login) or by the mechanism (SCRAM, ...). user is
+// the name the client gave, canonical the Backend's, mech how.
+func (s *session) openMaildrop(ctx context.Context, user, canonical, mech string) error {
 	// The password was right: whatever happens to the maildrop, this
 	// address and user are not guessing.
 	s.srv.penalties.succeed(s.ip, user, canonical)
+	if d := s.srv.loginDelay(); d > 0 {
+		// RFC 2449 §6.5: a login too soon after the last one is refused
+		// with [LOGIN-DELAY]. Only logins that opened the maildrop count,
+		// so a client that polls too often gets in once the delay is over.
+		last, err := s.srv.Backend.(LoginHistory).LastLogin(ctx, canonical)
+		if err != nil {
+			s.log.Error("reading last login", "user", canonical, "err", err)
+			return s.reply(false, pop3.CodeSysTemp, "authentication temporarily unavailable")
+		}
+		if wait := d - time.Since(last); !last.IsZero() && wait > 0 {
+			s.log.Info("login refused: too soon after the last", "remote_ip", s.ip.String(), "user", canonical,
+				"mechanism", mech, "wait", wait.Round(time.Second))
+			return s.reply(false, pop3.CodeLoginDelay, fmt.Sprintf("wait %d seconds between logins", int(d.Seconds())))
+		}
+	}
 	drop, err := s.srv.Backend.Open(ctx, canonical)
 	if errors.Is(err, store.ErrInUse) {
 		s.log.Info("maildrop in use", "user", canonical)
@@ -351,6 +452,12 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical string) erro
 	s.authUser = canonical
 	s.state = stateTransaction
 	s.srv.authenticated(s)
+	s.record(canonical, mech, true)
+	tlsName := "none"
+	if s.tls != nil {
+		tlsName = tls.VersionName(s.tls.Version)
+	}
+	s.log.Info("login", "remote_ip", s.ip.String(), "user", canonical, "mechanism", mech, "tls", tlsName)
 	n, size := s.totals()
 	return s.ok("logged in, %d messages (%d octets)", n, size)
 }
@@ -366,6 +473,7 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical string) erro
 // is the one fail2ban matches (see the package documentation); its format
 // is a stable interface.
 func (s *session) authFailed(user, mech string) error {
+	s.record(user, mech, false)
 	n := s.srv.penalties.fail(s.ip, user, time.Now())
 	d := penaltyDelay(s.srv.AuthFailureDelay, s.srv.AuthFailureDelayMax, n)
 	s.log.Info("login failed", "remote_ip", s.ip.String(), "user", user, "mechanism", mech,

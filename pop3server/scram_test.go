@@ -148,7 +148,7 @@ func TestAUTHSCRAMProtocol(t *testing.T) {
 		}},
 		{name: "advertised beside the plaintext mechanisms over TLS", steps: []step{
 			{send: "STLS", want: "+OK begin TLS negotiation", stls: true},
-			{send: "AUTH", want: "+OK", body: []string{"PLAIN", "LOGIN", "SCRAM-SHA-256"}},
+			{send: "AUTH", want: "+OK", body: []string{"PLAIN", "LOGIN", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}},
 		}},
 		{name: "channel binding refused", steps: []step{
 			{send: "AUTH SCRAM-SHA-256 " + b64("p=tls-exporter,,n=alice,r=abc"), want: authFailed},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,8 @@ type ConnInfo struct {
 	RemoteAddr net.Addr
 	LocalAddr  net.Addr
 	TLS        *tls.ConnectionState // nil without TLS
+	// Mechanism is how the client logs in: "USER" or a SASL mechanism.
+	Mechanism string
 }
 
 // Backend is the server's view of accounts and storage.
@@ -156,6 +159,18 @@ type Server struct {
 	AuthFailureDelayMax time.Duration
 	Limits              Limits
 	Logger              *slog.Logger
+	// LoginDelay is the minimum time between two logins of a user (RFC
+	// 2449 §6.5 LOGIN-DELAY), advertised in CAPA and enforced when the
+	// Backend is a LoginHistory; 0 means none.
+	LoginDelay time.Duration
+	// ClientCertUser maps a verified TLS client certificate to a user name
+	// for SASL EXTERNAL, offered when it is set, the Backend is an
+	// Authorizer and TLSConfig verifies client certificates (ClientAuth
+	// VerifyClientCertIfGiven and ClientCAs).
+	ClientCertUser func(*x509.Certificate) (string, error)
+	// TokenVerifier checks OAuth bearer tokens for OAUTHBEARER and
+	// XOAUTH2, offered when it is set and the Backend is an Authorizer.
+	TokenVerifier TokenVerifier
 	// SCRAMSecret derives the fake SCRAM credentials of unknown users
 	// (RFC 5802 §5.1). Set it to a stored secret of 32 or more random
 	// octets to keep their salts the same across restarts; nil means a
@@ -175,6 +190,23 @@ type Server struct {
 	perIP      map[netip.Addr]*ipConns // under mu
 }
 
+// LoginHistory is a Backend that knows when a user last logged in, which
+// LOGIN-DELAY needs; the server reports logins to it as a LoginRecorder.
+type LoginHistory interface {
+	LoginRecorder
+	// LastLogin is the time of the user's last successful login (zero if
+	// none).
+	LastLogin(ctx context.Context, user string) (time.Time, error)
+}
+
+// loginDelay is the LOGIN-DELAY in force: none without a LoginHistory.
+func (s *Server) loginDelay() time.Duration {
+	if _, ok := s.Backend.(LoginHistory); !ok {
+		return 0
+	}
+	return max(s.LoginDelay, 0)
+}
+
 // ipConns counts one remote address's sessions for the per-address caps.
 type ipConns struct {
 	total, unauth int
@@ -191,6 +223,9 @@ func (s *Server) init() {
 		}
 		if s.AuthFailureDelayMax == 0 {
 			s.AuthFailureDelayMax = 15 * time.Second
+		}
+		if s.LoginDelay > 0 && s.loginDelay() == 0 {
+			s.Logger.Warn("login delay not enforced: the backend keeps no login history")
 		}
 		if s.SCRAMSecret == nil {
 			s.SCRAMSecret = make([]byte, 32)

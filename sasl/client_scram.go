@@ -1,9 +1,13 @@
 package sasl
 
 import (
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 
@@ -162,4 +166,29 @@ func checkIterations(serverFirst string) error {
 		}
 	}
 	return nil
+}
+
+// ServerEndPointHash is the tls-server-end-point channel binding data of a
+// DER certificate (RFC 5929 §4.1): its hash with the hash function of its
+// signature algorithm, SHA-256 in place of MD5 and SHA-1. It is undefined
+// for algorithms without one hash function, such as Ed25519.
+func ServerEndPointHash(der []byte) ([]byte, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("sasl: channel binding %s: %w", TLSServerEndPoint, err)
+	}
+	var h hash.Hash
+	switch cert.SignatureAlgorithm {
+	case x509.MD5WithRSA, x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1,
+		x509.SHA256WithRSA, x509.SHA256WithRSAPSS, x509.ECDSAWithSHA256:
+		h = sha256.New()
+	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
+		h = sha512.New384()
+	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
+		h = sha512.New()
+	default:
+		return nil, fmt.Errorf("sasl: channel binding %s undefined for %v certificates", TLSServerEndPoint, cert.SignatureAlgorithm)
+	}
+	h.Write(der)
+	return h.Sum(nil), nil
 }

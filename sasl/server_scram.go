@@ -95,10 +95,16 @@ func ParseSCRAMCredentials(s string) (SCRAMCredentials, error) {
 	}, nil
 }
 
-// SCRAMServer is the server side of SCRAM-SHA-256 (RFC 5802, RFC 7677)
-// without channel binding: it is offered as SCRAM-SHA-256 only, so the GS2
-// header's "p=" is refused and "n" and "y" are accepted (RFC 5802 §6; the
-// parsing is xdg-go/scram's).
+// SCRAMServer is the server side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS
+// (RFC 5802, RFC 7677; the message parsing is xdg-go/scram's).
+//
+// Channel binding (RFC 5802 §6): SCRAM-SHA-256-PLUS requires the client's
+// GS2 header to be "p=TYPE" and the binding data it proves to be the
+// connection's own for that type (tls-exporter, RFC 9266, or
+// tls-server-end-point, RFC 5929, whichever the client names). The plain
+// mechanism refuses "p=" and, on a connection where -PLUS was offered, also
+// "y": a client that supports binding but did not see -PLUS had the
+// mechanism list stripped by someone in the middle.
 //
 // A user the lookup has no credentials for gets fake ones derived from
 // fakeKey and the name (RFC 5802 §5.1): the same salt at every attempt and
@@ -108,25 +114,84 @@ func ParseSCRAMCredentials(s string) (SCRAMCredentials, error) {
 type SCRAMServer struct {
 	lookup    SCRAMLookup
 	fakeKey   []byte
+	opts      SCRAMServerOptions
+	srv       *scram.Server
 	conv      *scram.ServerConversation
 	step      int // 0: want client-first; 1: want client-final; 2: want the empty last response; 3: over
 	fake      bool
 	username  string
 	lookupErr error
+	cbType    string
 }
 
-// NewSCRAMSHA256Server returns a SCRAM-SHA-256 server. fakeKey is a secret
-// of at least 32 octets that stays the same as long as possible (a restart
-// changes the fake salts, which an observer could notice).
+// SCRAMServerOptions configure channel binding for a SCRAMServer.
+type SCRAMServerOptions struct {
+	// Plus makes the server SCRAM-SHA-256-PLUS: channel binding required.
+	Plus bool
+	// ChannelBinding returns the connection's channel binding data of a
+	// type (TLSExporter, TLSServerEndPoint), or an error for a type it
+	// cannot provide. Set it on every TLS connection where -PLUS is
+	// offered, for the plain mechanism too (see SCRAMServer); nil means
+	// no TLS and no -PLUS.
+	ChannelBinding func(cbType string) ([]byte, error)
+}
+
+// NewSCRAMSHA256Server returns a SCRAM-SHA-256 server for a connection
+// where -PLUS is not offered. fakeKey is a secret of at least 32 octets
+// that stays the same as long as possible (a restart changes the fake
+// salts, which an observer could notice).
 func NewSCRAMSHA256Server(lookup SCRAMLookup, fakeKey []byte) *SCRAMServer {
-	s := &SCRAMServer{lookup: lookup, fakeKey: fakeKey}
+	return NewSCRAMServer(lookup, fakeKey, SCRAMServerOptions{})
+}
+
+// NewSCRAMServer returns a SCRAM-SHA-256 or, with opts.Plus,
+// SCRAM-SHA-256-PLUS server; see NewSCRAMSHA256Server for fakeKey.
+func NewSCRAMServer(lookup SCRAMLookup, fakeKey []byte, opts SCRAMServerOptions) *SCRAMServer {
+	s := &SCRAMServer{lookup: lookup, fakeKey: fakeKey, opts: opts}
 	srv, err := scram.SHA256.NewServer(s.credentials)
 	if err != nil {
 		// NewServer fails only for a nil hash function; SHA256 is not.
 		panic(err)
 	}
-	s.conv = srv.NewConversation()
+	s.srv = srv
 	return s
+}
+
+// errChannelBinding: the GS2 header's channel binding flag does not fit
+// the mechanism or the connection.
+var errChannelBinding = errors.New("sasl: SCRAM: channel binding refused")
+
+// startConversation reads the GS2 header's binding flag (RFC 5802 §7:
+// gs2-cbind-flag = "p=" cb-name / "n" / "y") and begins a conversation that
+// checks it against the mechanism and the connection.
+func (s *SCRAMServer) startConversation(clientFirst []byte) error {
+	flag, _, _ := strings.Cut(string(clientFirst), ",")
+	cbName, isP := strings.CutPrefix(flag, "p=")
+	switch {
+	case s.opts.Plus && !isP:
+		// RFC 5802 §6: -PLUS means the client binds.
+		return fmt.Errorf("%w: %s without p=", errChannelBinding, SCRAMSHA256Plus)
+	case !s.opts.Plus && isP:
+		return fmt.Errorf("%w: p= with %s; use %s", errChannelBinding, SCRAMSHA256, SCRAMSHA256Plus)
+	case isP:
+		if s.opts.ChannelBinding == nil {
+			return fmt.Errorf("%w: no TLS", errChannelBinding)
+		}
+		data, err := s.opts.ChannelBinding(cbName)
+		if err != nil || len(data) == 0 {
+			return fmt.Errorf("%w: type %.40q: %v", errChannelBinding, cbName, err)
+		}
+		s.cbType = cbName
+		s.conv = s.srv.NewConversationWithChannelBindingRequired(scram.ChannelBinding{Type: scram.ChannelBindingType(cbName), Data: data})
+	case s.opts.ChannelBinding != nil:
+		// -PLUS was offered: xdg-go/scram refuses "y" as a downgrade when
+		// the conversation has a binding, whose data is never used here
+		// since "p=" was refused above.
+		s.conv = s.srv.NewConversationWithChannelBinding(scram.ChannelBinding{Type: scram.ChannelBindingTLSExporter, Data: []byte{0}})
+	default:
+		s.conv = s.srv.NewConversation()
+	}
+	return nil
 }
 
 func (s *SCRAMServer) credentials(username string) (scram.StoredCredentials, error) {
@@ -172,6 +237,9 @@ func (s *SCRAMServer) Next(response []byte) (challenge []byte, done bool, err er
 			return []byte{}, false, nil
 		}
 		s.step = 3
+		if err := s.startConversation(response); err != nil {
+			return nil, false, err
+		}
 		out, err := s.conv.Step(string(response))
 		if err != nil {
 			return nil, false, fmt.Errorf("sasl: SCRAM client-first: %w", err)
@@ -210,6 +278,10 @@ func (s *SCRAMServer) Next(response []byte) (challenge []byte, done bool, err er
 
 // Username is the user name from the client-first message ("" before it).
 func (s *SCRAMServer) Username() string { return s.username }
+
+// ChannelBindingType is the binding type the client used with -PLUS ("" for
+// none).
+func (s *SCRAMServer) ChannelBindingType() string { return s.cbType }
 
 // LookupErr is the lookup's error other than ErrNoSCRAMCredentials, if it
 // failed: a system problem rather than bad credentials.

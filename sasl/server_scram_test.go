@@ -203,17 +203,30 @@ func TestSCRAMCredentialsFormat(t *testing.T) {
 	}
 }
 
-// FuzzSCRAMClientFirst feeds arbitrary client-first messages: the server
-// must not panic, and may only go on to a server-first message that starts
+// FuzzSCRAMClientFirst feeds arbitrary client-first messages to
+// SCRAM-SHA-256 and SCRAM-SHA-256-PLUS: the server must not panic, and may only go on to a server-first message that starts
 // with the client's nonce.
 func FuzzSCRAMClientFirst(f *testing.F) {
 	for _, s := range []string{"n,,n=alice,r=abc", "y,,n=nobody,r=x", "p=tls-exporter,,n=alice,r=abc",
 		"n,a=bob,n=alice,r=abc", "n,,m=ext,n=alice,r=abc", "n,,n=a=2Cb=3D,r=abc", "n,,n=a=ZZ,r=abc", "", ",,,", "n,,n=,r="} {
-		f.Add([]byte(s))
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
 	}
 	lookup := testLookup(f)
-	f.Fuzz(func(t *testing.T, c1 []byte) {
-		srv := NewSCRAMSHA256Server(lookup, testFakeKey)
+	binding := func(typ string) ([]byte, error) {
+		if typ == TLSExporter {
+			return []byte("exporter"), nil
+		}
+		return nil, errors.New("unsupported")
+	}
+	f.Fuzz(func(t *testing.T, c1 []byte, plus bool) {
+		// plus: SCRAM-SHA-256-PLUS on a TLS connection; otherwise the
+		// plain mechanism without TLS.
+		opts := SCRAMServerOptions{}
+		if plus {
+			opts = SCRAMServerOptions{Plus: true, ChannelBinding: binding}
+		}
+		srv := NewSCRAMServer(lookup, testFakeKey, opts)
 		s1, done, err := srv.Next(c1)
 		if err != nil {
 			return
@@ -243,4 +256,82 @@ func FuzzSCRAMClientFinal(f *testing.F) {
 			t.Fatalf("exchange goes on after a failed client-final")
 		}
 	})
+}
+
+// TestSCRAMServerChannelBinding runs the library client, with and without
+// binding, against servers that offer -PLUS or not, as the POP3 server sets
+// them up on TLS connections.
+func TestSCRAMServerChannelBinding(t *testing.T) {
+	conn := map[string][]byte{TLSExporter: []byte("exporter-data-32-octets-xxxxxxxx"), TLSServerEndPoint: []byte("cert-hash")}
+	binding := func(typ string) ([]byte, error) {
+		if d, ok := conn[typ]; ok {
+			return d, nil
+		}
+		return nil, errors.New("unsupported")
+	}
+	tests := []struct {
+		name    string
+		opts    SCRAMServerOptions
+		cb      *ChannelBinding // the client's
+		gs2     string          // a raw client's header instead of the library client
+		wantErr bool
+		wantCB  string
+	}{
+		{name: "plus/tls-exporter", opts: SCRAMServerOptions{Plus: true, ChannelBinding: binding},
+			cb: &ChannelBinding{Type: TLSExporter, Data: conn[TLSExporter]}, wantCB: TLSExporter},
+		{name: "plus/tls-server-end-point", opts: SCRAMServerOptions{Plus: true, ChannelBinding: binding},
+			cb: &ChannelBinding{Type: TLSServerEndPoint, Data: conn[TLSServerEndPoint]}, wantCB: TLSServerEndPoint},
+		// Another connection's data: a man in the middle relaying the exchange.
+		{name: "plus/other connection", opts: SCRAMServerOptions{Plus: true, ChannelBinding: binding},
+			cb: &ChannelBinding{Type: TLSExporter, Data: []byte("exporter-data-of-another-session")}, wantErr: true},
+		{name: "plus/unsupported type", opts: SCRAMServerOptions{Plus: true, ChannelBinding: binding},
+			cb: &ChannelBinding{Type: "tls-unique", Data: []byte("x")}, wantErr: true},
+		{name: "plus/client does not bind", opts: SCRAMServerOptions{Plus: true, ChannelBinding: binding}, wantErr: true},
+		{name: "plus/without TLS", opts: SCRAMServerOptions{Plus: true},
+			cb: &ChannelBinding{Type: TLSExporter, Data: conn[TLSExporter]}, wantErr: true},
+		{name: "plain on TLS/n", opts: SCRAMServerOptions{ChannelBinding: binding}},
+		{name: "plain on TLS/p refused", opts: SCRAMServerOptions{ChannelBinding: binding}, gs2: "p=tls-exporter,,", wantErr: true},
+		// RFC 5802 §6: -PLUS was offered, so "y" means the client did not
+		// see it: a downgrade.
+		{name: "plain on TLS/y is a downgrade", opts: SCRAMServerOptions{ChannelBinding: binding}, gs2: "y,,", wantErr: true},
+		{name: "plain without TLS/y", opts: SCRAMServerOptions{}, gs2: "y,,"},
+	}
+	lookup := testLookup(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := NewSCRAMServer(lookup, testFakeKey, tt.opts)
+			var err error
+			if tt.gs2 != "" {
+				err = rawSCRAM(t, srv, tt.gs2, "alice", "secret")
+			} else {
+				err = runSCRAM(NewSCRAMSHA256Client("alice", "secret", tt.cb), srv)
+			}
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("exchange error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && srv.ChannelBindingType() != tt.wantCB {
+				t.Errorf("ChannelBindingType() = %q, want %q", srv.ChannelBindingType(), tt.wantCB)
+			}
+		})
+	}
+}
+
+// runSCRAM runs a client against a server to the end.
+func runSCRAM(cl Client, srv *SCRAMServer) error {
+	_, resp, err := cl.Start()
+	if err != nil {
+		return err
+	}
+	for {
+		ch, done, err := srv.Next(resp)
+		if err != nil {
+			return err
+		}
+		if done {
+			return cl.(MutualAuthenticator).ServerVerified()
+		}
+		if resp, err = cl.Next(ch); err != nil {
+			return err
+		}
+	}
 }

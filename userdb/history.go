@@ -2,6 +2,7 @@ package userdb
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -130,4 +131,21 @@ func (db *DB) LoginHistory(ctx context.Context, name string) (LoginHistory, erro
 		return LoginHistory{}, fmt.Errorf("userdb: reading login history of %q: %w", name, err)
 	}
 	return h, nil
+}
+
+// LastLogin returns the time of name's last successful login, to the
+// second, or the zero time if the history has none.
+func (db *DB) LastLogin(ctx context.Context, name string) (time.Time, error) {
+	if err := ValidName(name); err != nil {
+		return time.Time{}, err
+	}
+	var unix sql.NullInt64
+	if err := db.sql.QueryRowContext(ctx,
+		`SELECT max(time) FROM login_events WHERE user = ? AND ok = 1`, Canonical(name)).Scan(&unix); err != nil {
+		return time.Time{}, fmt.Errorf("userdb: reading last login of %q: %w", name, err)
+	}
+	if !unix.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(unix.Int64, 0).UTC(), nil
 }

@@ -116,8 +116,10 @@ func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
 	return st, nil
 }
 
-// Backend joins the user database and the store for pop3server. It is a
-// pop3server.SCRAMBackend too.
+// Backend joins the user database and the store for pop3server. Besides a
+// pop3server.Backend it is a SCRAMBackend (SCRAM-SHA-256), an Authorizer
+// (OAUTHBEARER, XOAUTH2, EXTERNAL) and a LoginHistory (login history and
+// LOGIN-DELAY).
 type Backend struct {
 	Users *userdb.DB
 	Store store.Store
@@ -126,42 +128,22 @@ type Backend struct {
 	Log *slog.Logger
 }
 
-// The server offers SCRAM-SHA-256 only to a SCRAMBackend.
-var _ pop3server.SCRAMBackend = Backend{}
-
-// loginMechanism is what the login history says for USER/PASS and AUTH
-// PLAIN alike: the server does not tell the backend which one was used.
-const loginMechanism = "password"
+var (
+	_ pop3server.SCRAMBackend = Backend{}
+	_ pop3server.Authorizer   = Backend{}
+	_ pop3server.LoginHistory = Backend{}
+)
 
 // recordTimeout bounds recording one login event, which runs detached from
 // the session.
 const recordTimeout = 10 * time.Second
 
-// Authenticate implements pop3server.Backend. It records successful logins
-// and failed ones of existing users in the login history.
-//
-// A failure is recorded in the background, after the reply: recording is a
-// database write that only existing users get, so waiting for it would make
-// a wrong password answer measurably later than an unknown user, telling an
-// attacker which accounts exist. A success is recorded before the reply (the
-// client learns nothing new from its timing).
-func (b Backend) Authenticate(ctx context.Context, info pop3server.ConnInfo, user, password string) (string, error) {
+// Authenticate implements pop3server.Backend. The server reports the
+// outcome to RecordLogin.
+func (b Backend) Authenticate(ctx context.Context, _ pop3server.ConnInfo, user, password string) (string, error) {
 	name, err := b.Users.Authenticate(ctx, user, password)
-	ev := userdb.LoginEvent{Time: time.Now(), Mechanism: loginMechanism, Success: err == nil}
-	if info.RemoteAddr != nil {
-		ev.RemoteAddr = info.RemoteAddr.String()
-	}
 	if errors.Is(err, userdb.ErrAuthFailed) {
-		// Detached from ctx, which ends with the session.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		go func() {
-			defer cancel()
-			b.record(rctx, userdb.Canonical(user), ev)
-		}()
 		return "", fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
-	}
-	if err == nil {
-		b.record(ctx, name, ev)
 	}
 	return name, err
 }
@@ -170,15 +152,56 @@ func (b Backend) Authenticate(ctx context.Context, info pop3server.ConnInfo, use
 // server offer SCRAM-SHA-256. Users without credentials (imported hashes,
 // accounts from before schema version 3 that have not logged in since) fail
 // as unknown users do, with pop3server.ErrAuthFailed.
-//
-// SCRAM logins are not in the login history yet: the outcome is decided in
-// the server after this lookup, and the Backend is not told of it.
 func (b Backend) SCRAMCredentials(ctx context.Context, _ pop3server.ConnInfo, user string) (string, sasl.SCRAMCredentials, error) {
 	name, creds, err := b.Users.SCRAMCredentials(ctx, user)
 	if errors.Is(err, userdb.ErrAuthFailed) {
 		return "", creds, fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
 	}
 	return name, creds, err
+}
+
+// Authorize implements pop3server.Authorizer: a user whose OAuth token or
+// client certificate was verified logs in if the account exists.
+func (b Backend) Authorize(ctx context.Context, _ pop3server.ConnInfo, user string) (string, error) {
+	u, err := b.Users.Get(ctx, user)
+	if errors.Is(err, userdb.ErrNotFound) || errors.Is(err, userdb.ErrInvalidName) {
+		return "", fmt.Errorf("%w: %w", pop3server.ErrAuthFailed, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	return u.Name, nil
+}
+
+// RecordLogin implements pop3server.LoginRecorder: successful logins and
+// failed ones of existing users go into the login history, with the
+// mechanism.
+//
+// A failure is recorded in the background, after the reply: recording is a
+// database write that only existing users get, so waiting for it would make
+// a wrong password answer measurably later than an unknown user, telling an
+// attacker which accounts exist. A success is recorded before the reply (the
+// client learns nothing new from its timing, and LOGIN-DELAY needs it).
+func (b Backend) RecordLogin(ctx context.Context, info pop3server.ConnInfo, user string, success bool) {
+	ev := userdb.LoginEvent{Time: time.Now(), Mechanism: info.Mechanism, Success: success}
+	if info.RemoteAddr != nil {
+		ev.RemoteAddr = info.RemoteAddr.String()
+	}
+	if success {
+		b.record(ctx, user, ev)
+		return
+	}
+	// Detached from ctx, which ends with the reply.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	go func() {
+		defer cancel()
+		b.record(rctx, userdb.Canonical(user), ev)
+	}()
+}
+
+// LastLogin implements pop3server.LoginHistory.
+func (b Backend) LastLogin(ctx context.Context, user string) (time.Time, error) {
+	return b.Users.LastLogin(ctx, user)
 }
 
 // record adds ev to name's login history. The history is informational, so
