@@ -79,6 +79,7 @@ type Config struct {
 	DataDir string  `toml:"data_dir"`
 	POP3    POP3    `toml:"pop3"`
 	TLS     TLS     `toml:"tls"`
+	OAuth   OAuth   `toml:"oauth"`
 	Log     Log     `toml:"log"`
 	Process Process `toml:"process"`
 }
@@ -138,6 +139,9 @@ type POP3 struct {
 	// MaxUnauthenticatedPerIP bounds the sessions from one address that
 	// have not logged in yet.
 	MaxUnauthenticatedPerIP int `toml:"max_unauthenticated_per_ip"`
+	// LoginDelay is RFC 2449's LOGIN-DELAY: the least time between two
+	// logins of a user; 0 for none.
+	LoginDelay Duration `toml:"login_delay"`
 }
 
 // TLS names the certificate. With both fields empty a self-signed
@@ -145,6 +149,29 @@ type POP3 struct {
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// ExtraCertFiles and ExtraKeyFiles are further pairs, by position,
+	// for other host names: the client's SNI picks among all.
+	ExtraCertFiles []string `toml:"extra_cert_files"`
+	ExtraKeyFiles  []string `toml:"extra_key_files"`
+	// ClientCAFile enables client certificates (SASL EXTERNAL): those
+	// these CAs issued are verified; others fail the handshake.
+	ClientCAFile string `toml:"client_ca_file"`
+	// ClientCertUser is how a client certificate names its user: "cn" or
+	// "email".
+	ClientCertUser string `toml:"client_cert_user"`
+}
+
+// OAuth configures OAUTHBEARER and XOAUTH2: bearer tokens checked against
+// a JWKS file or an RFC 7662 introspection endpoint.
+type OAuth struct {
+	JWKSFile         string `toml:"jwks_file"`
+	Issuer           string `toml:"issuer"`
+	Audience         string `toml:"audience"`
+	UsernameClaim    string `toml:"username_claim"`
+	RequiredScope    string `toml:"required_scope"`
+	IntrospectionURL string `toml:"introspection_url"`
+	ClientID         string `toml:"client_id"`
+	ClientSecretFile string `toml:"client_secret_file"`
 }
 
 // Log configures logging.
@@ -206,6 +233,7 @@ func Default() Config {
 			MaxConnectionsPerIP:     50,
 			MaxUnauthenticatedPerIP: 10,
 		},
+		TLS: TLS{ClientCertUser: "cn"},
 		Log: Log{Level: "info", Format: "text"},
 	}
 }
@@ -368,6 +396,7 @@ const (
 	kindInt
 	kindBool
 	kindDuration
+	kindStrings
 )
 
 var durationType = reflect.TypeFor[Duration]()
@@ -400,6 +429,8 @@ func schema() map[string]field {
 				kind = kindInt
 			case sf.Type.Kind() == reflect.Bool:
 				kind = kindBool
+			case sf.Type == reflect.TypeFor[[]string]():
+				kind = kindStrings
 			default:
 				panic("config: no TOML mapping for field " + sf.Name) // programming error, caught by the tests
 			}
@@ -443,6 +474,18 @@ func (f field) set(cfg *Config, v any) *Error {
 			return wrong("true or false")
 		}
 		dst.SetBool(b)
+	case kindStrings:
+		list, ok := v.([]any)
+		if !ok {
+			return wrong("an array of strings")
+		}
+		out := make([]string, len(list))
+		for i, e := range list {
+			if out[i], ok = e.(string); !ok {
+				return wrong("an array of strings")
+			}
+		}
+		dst.Set(reflect.ValueOf(out))
 	case kindDuration:
 		s, ok := v.(string)
 		if !ok {

@@ -82,9 +82,12 @@ func TestParse(t *testing.T) {
 			c.POP3.PlaintextAuth, c.Log.Level = "always", "debug"
 		}},
 		{"inline table", doc(`tls = { cert_file = "c.pem", key_file = "k.pem" }`), func(c *Config) {
-			c.TLS = TLS{CertFile: "c.pem", KeyFile: "k.pem"}
+			c.TLS.CertFile, c.TLS.KeyFile = "c.pem", "k.pem"
 		}},
 		{"log", doc("[log]", `level = "error"`, `format = "json"`), func(c *Config) { c.Log = Log{Level: "error", Format: "json"} }},
+		{"string arrays", doc("[tls]", `extra_cert_files = ["a.pem", "b.pem"]`, `extra_key_files = ["a.key", "b.key"]`), func(c *Config) {
+			c.TLS.ExtraCertFiles, c.TLS.ExtraKeyFiles = []string{"a.pem", "b.pem"}, []string{"a.key", "b.key"}
+		}},
 		{"CRLF", []byte("[log]\r\nlevel = \"warn\"\r\n"), func(c *Config) { c.Log.Level = "warn" }},
 	}
 	for _, tt := range tests {
@@ -135,6 +138,16 @@ func TestParseErrors(t *testing.T) {
 			"unknown table reported once",
 			doc(`data_dir = "d"`, "[smtp]", `listen = "x"`, "[smtp.tls]", `a = 1`),
 			"popbox.toml:2: smtp: unknown key", ErrUnknownKey, 2, "smtp",
+		},
+		{
+			"string for a string array",
+			doc("[tls]", `extra_cert_files = "a.pem"`),
+			"popbox.toml:2: tls.extra_cert_files: expected an array of strings, found a string", ErrWrongType, 2, "tls.extra_cert_files",
+		},
+		{
+			"number in a string array",
+			doc("[tls]", `extra_cert_files = ["a.pem", 1]`),
+			"popbox.toml:2: tls.extra_cert_files: expected an array of strings, found an array", ErrWrongType, 2, "tls.extra_cert_files",
 		},
 		{
 			"unknown key in inline table",
@@ -419,6 +432,23 @@ func TestValidate(t *testing.T) {
 		want   string
 	}{
 		{"default", func(*Config) {}, ""},
+		{"extra certificates in pairs", func(c *Config) {
+			c.TLS.ExtraCertFiles, c.TLS.ExtraKeyFiles = []string{"a.pem", "b.pem"}, []string{"a.key", "b.key"}
+		}, ""},
+		{"extra certificate without key", func(c *Config) { c.TLS.ExtraCertFiles = []string{"a.pem"} },
+			"tls.extra_key_files: 0 files for 1 in tls.extra_cert_files: they go in pairs, by position"},
+		{"client_cert_user", func(c *Config) { c.TLS.ClientCertUser = "uid" }, `tls.client_cert_user: must be cn or email, not "uid"`},
+		{"negative login delay", func(c *Config) { c.POP3.LoginDelay.Duration = -time.Second }, "pop3.login_delay: must not be negative, not -1s"},
+		{"jwks without issuer", func(c *Config) { c.OAuth.JWKSFile = "k.json" },
+			"oauth.issuer: required with oauth.jwks_file: a token is accepted only from its issuer"},
+		{"introspection", func(c *Config) {
+			c.OAuth.IntrospectionURL, c.OAuth.ClientID, c.OAuth.ClientSecretFile = "https://idp.example/introspect", "popbox", "secret"
+		}, ""},
+		{"introspection not a URL", func(c *Config) {
+			c.OAuth.IntrospectionURL, c.OAuth.ClientID, c.OAuth.ClientSecretFile = "idp.example/introspect", "popbox", "secret"
+		}, `oauth.introspection_url: "idp.example/introspect" is not an http(s) URL`},
+		{"introspection without client", func(c *Config) { c.OAuth.IntrospectionURL = "https://idp.example/introspect" },
+			"oauth.client_id: oauth.introspection_url needs oauth.client_id and oauth.client_secret_file (RFC 7662 §2.1: the endpoint authenticates its callers)"},
 		{"short idle timeout allowed", func(c *Config) {
 			c.POP3.IdleTimeout.Duration, c.POP3.AllowShortIdleTimeout = time.Second, true
 		}, ""},
@@ -452,6 +482,7 @@ func TestValidate(t *testing.T) {
 			"pop3.max_connections: must be at least 1, not 0",
 			"pop3.max_connections_per_ip: must be at least 1, not 0",
 			"pop3.max_unauthenticated_per_ip: must be at least 1, not 0",
+			`tls.client_cert_user: must be cn or email, not ""`,
 			`log.level: must be one of debug, info, warn, error, not ""`,
 			`log.format: must be one of text, json, not ""`,
 		}, "\n")},

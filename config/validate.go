@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,30 @@ func (c Config) check() []*Error {
 		bad("tls.cert_file", "set without tls.key_file: set both, or neither for a self-signed certificate")
 	case t.CertFile == "" && t.KeyFile != "":
 		bad("tls.key_file", "set without tls.cert_file: set both, or neither for a self-signed certificate")
+	}
+	if t := c.TLS; len(t.ExtraCertFiles) != len(t.ExtraKeyFiles) {
+		bad("tls.extra_key_files", "%d files for %d in tls.extra_cert_files: they go in pairs, by position", len(t.ExtraKeyFiles), len(t.ExtraCertFiles))
+	}
+	switch c.TLS.ClientCertUser {
+	case "cn", "email":
+	default:
+		bad("tls.client_cert_user", "must be cn or email, not %q", c.TLS.ClientCertUser)
+	}
+	if d := p.LoginDelay.Duration; d < 0 {
+		bad("pop3.login_delay", "must not be negative, not %s", d)
+	}
+
+	o := c.OAuth
+	if o.JWKSFile != "" && o.Issuer == "" {
+		bad("oauth.issuer", "required with oauth.jwks_file: a token is accepted only from its issuer")
+	}
+	if o.IntrospectionURL != "" {
+		if u, err := url.Parse(o.IntrospectionURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("oauth.introspection_url", "%q is not an http(s) URL", o.IntrospectionURL)
+		}
+		if o.ClientID == "" || o.ClientSecretFile == "" {
+			bad("oauth.client_id", "oauth.introspection_url needs oauth.client_id and oauth.client_secret_file (RFC 7662 §2.1: the endpoint authenticates its callers)")
+		}
 	}
 
 	switch c.Log.Level {

@@ -285,11 +285,21 @@ func exists(path string) (bool, error) {
 	return false, fmt.Errorf("tlsconf: %w", err)
 }
 
-// Certificates holds a certificate and key loaded from files and reloads
-// them on demand. It is safe for concurrent use.
+// Certificates holds certificates and keys loaded from files and reloads
+// them on demand: a main pair and any number of others for other host
+// names, among which the client's SNI chooses. It is safe for concurrent
+// use.
 type Certificates struct {
-	certFile, keyFile string
-	current           atomic.Pointer[loaded]
+	pairs   []FilePair // the main pair first
+	current atomic.Pointer[loadedSet]
+}
+
+// FilePair names a PEM certificate chain (leaf first) and its private key.
+type FilePair struct{ CertFile, KeyFile string }
+
+type loadedSet struct {
+	certs       []*tls.Certificate // Leaf set; the main one first
+	fingerprint string             // of the main one
 }
 
 type loaded struct {
@@ -298,33 +308,52 @@ type loaded struct {
 }
 
 // LoadCertificates loads the PEM certificate chain in certFile (leaf first)
-// and the matching PEM private key in keyFile.
-func LoadCertificates(certFile, keyFile string) (*Certificates, error) {
-	c := &Certificates{certFile: certFile, keyFile: keyFile}
+// and the matching PEM private key in keyFile, and the extra pairs.
+func LoadCertificates(certFile, keyFile string, extra ...FilePair) (*Certificates, error) {
+	c := &Certificates{pairs: append([]FilePair{{certFile, keyFile}}, extra...)}
 	if err := c.Reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload reads the files again and, if they load, uses the new pair for
-// handshakes from then on (connections already made keep theirs). On error
-// the previous pair stays in use.
+// Reload reads the files again and, if all of them load, uses the new
+// pairs for handshakes from then on (connections already made keep
+// theirs). On error the previous pairs stay in use.
 func (c *Certificates) Reload() error {
-	l, err := load(c.certFile, c.keyFile)
-	if err != nil {
-		return fmt.Errorf("tlsconf: %w", err)
+	set := &loadedSet{}
+	for _, p := range c.pairs {
+		l, err := load(p.CertFile, p.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tlsconf: %w", err)
+		}
+		if set.certs == nil {
+			set.fingerprint = l.fingerprint
+		}
+		set.certs = append(set.certs, l.cert)
 	}
-	c.current.Store(l)
+	c.current.Store(set)
 	return nil
 }
 
-// GetCertificate returns the current certificate, for tls.Config.
-func (c *Certificates) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return c.current.Load().cert, nil
+// GetCertificate picks the certificate for a handshake, for tls.Config:
+// the first, main pair first, whose names cover the host name the client
+// asked for (SNI, RFC 6066 §3) and whose key the client can use; the main
+// one when none does, so that a client without SNI, or with a name this
+// server does not have, still gets an answer (and its own verdict).
+func (c *Certificates) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	certs := c.current.Load().certs
+	if len(certs) > 1 && hello != nil {
+		for _, cert := range certs {
+			if hello.SupportsCertificate(cert) == nil {
+				return cert, nil
+			}
+		}
+	}
+	return certs[0], nil
 }
 
-// Fingerprint is the SHA-256 of the current leaf certificate's DER, as
+// Fingerprint is the SHA-256 of the current main leaf certificate's DER, as
 // upper-case hex pairs joined by colons ("AB:CD:..."), the form openssl x509
 // -fingerprint -sha256 prints, for clients that pin a self-signed
 // certificate.
@@ -405,5 +434,45 @@ func ServerConfig(c *Certificates) *tls.Config {
 		// protocols is refused, which defeats cross-protocol attacks that
 		// redirect, say, HTTPS to a POP3 port (ALPACA; RFC 7301 §3.2).
 		NextProtos: []string{"pop3"},
+	}
+}
+
+// RequestClientCerts makes cfg ask clients for a certificate and verify one
+// if given against the CA certificates in caFile (PEM). A client without
+// one still connects; one with a certificate from another CA fails the
+// handshake.
+func RequestClientCerts(cfg *tls.Config, caFile string) error {
+	data, err := readBounded(caFile)
+	if err != nil {
+		return fmt.Errorf("tlsconf: client CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return fmt.Errorf("tlsconf: client CA file %s: no PEM certificate in it", caFile)
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	return nil
+}
+
+// ClientCertUser returns the mapping from a verified client certificate to
+// a user name for SASL EXTERNAL: field "cn" takes the subject's common
+// name, "email" the first e-mail address among the subject alternative
+// names.
+func ClientCertUser(field string) func(*x509.Certificate) (string, error) {
+	return func(c *x509.Certificate) (string, error) {
+		switch field {
+		case "cn":
+			if c.Subject.CommonName != "" {
+				return c.Subject.CommonName, nil
+			}
+		case "email":
+			if len(c.EmailAddresses) > 0 {
+				return c.EmailAddresses[0], nil
+			}
+		default:
+			return "", fmt.Errorf("tlsconf: unknown client certificate user field %q", field)
+		}
+		return "", fmt.Errorf("tlsconf: client certificate %q has no %s", c.Subject.String(), field)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"context"
 	"errors"
 	"fmt"
@@ -155,9 +156,21 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			log.Info("created self-signed certificate", "cert", certFile)
 		}
 	}
-	certs, err := tlsconf.LoadCertificates(certFile, keyFile)
+	var extra []tlsconf.FilePair
+	for i, f := range cfg.TLS.ExtraCertFiles {
+		extra = append(extra, tlsconf.FilePair{CertFile: f, KeyFile: cfg.TLS.ExtraKeyFiles[i]})
+	}
+	certs, err := tlsconf.LoadCertificates(certFile, keyFile, extra...)
 	if err != nil {
 		return withCode(exitConfig, err)
+	}
+	tlsConfig := tlsconf.ServerConfig(certs)
+	var certUser func(*x509.Certificate) (string, error)
+	if cfg.TLS.ClientCAFile != "" {
+		if err := tlsconf.RequestClientCerts(tlsConfig, cfg.TLS.ClientCAFile); err != nil {
+			return withCode(exitConfig, err)
+		}
+		certUser = tlsconf.ClientCertUser(cfg.TLS.ClientCertUser)
 	}
 	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
 	scramSecret, err := data.SCRAMSecret()
@@ -168,7 +181,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	srv := &pop3server.Server{
 		SCRAMSecret:         scramSecret,
 		Backend:             app.Backend{Users: users, Store: st},
-		TLSConfig:           tlsconf.ServerConfig(certs),
+		TLSConfig:           tlsConfig,
+		ClientCertUser:      certUser,
+		LoginDelay:          cfg.POP3.LoginDelay.Duration,
 		Hostname:            cfg.POP3.Hostname,
 		Implementation:      "popbox-" + version(),
 		Plaintext:           plaintextPolicy(cfg.POP3.PlaintextAuth),
