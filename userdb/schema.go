@@ -50,6 +50,9 @@ func migrations() []string {
 		// until the password is next set or used to log in: they can only
 		// be computed from the plaintext password.
 		`ALTER TABLE users ADD COLUMN scram_sha256 TEXT`,
+		// 4: disabled accounts keep their mail and settings but cannot
+		// log in, by any mechanism.
+		`ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))`,
 	}
 }
 

@@ -99,6 +99,8 @@ type User struct {
 	// for a hash that cannot be verified (only possible by editing the
 	// database by hand).
 	PasswordScheme string
+	// Disabled accounts cannot log in (see SetDisabled).
+	Disabled bool
 }
 
 // Options configure Open. The zero value means the defaults.
@@ -307,6 +309,18 @@ func (db *DB) Delete(ctx context.Context, name string) error {
 	return affectedOne(res, err, "deleting", name)
 }
 
+// SetDisabled disables or enables name's account. A disabled account keeps
+// its mail, passwords and history, but every login fails exactly as a wrong
+// password does. Errors wrap ErrInvalidName or ErrNotFound.
+func (db *DB) SetDisabled(ctx context.Context, name string, disabled bool) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	name = Canonical(name)
+	res, err := db.sql.ExecContext(ctx, `UPDATE users SET disabled = ? WHERE name = ?`, disabled, name)
+	return affectedOne(res, err, "disabling", name)
+}
+
 // affectedOne turns the result of a single-row UPDATE or DELETE into
 // ErrNotFound when no row matched.
 func affectedOne(res sql.Result, err error, what, name string) error {
@@ -326,7 +340,7 @@ func affectedOne(res sql.Result, err error, what, name string) error {
 // List returns all users sorted by name.
 func (db *DB) List(ctx context.Context) ([]User, error) {
 	rows, err := db.sql.QueryContext(ctx,
-		`SELECT name, created, password_hash FROM users ORDER BY name`)
+		`SELECT name, created, password_hash, disabled FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("userdb: listing users: %w", err)
 	}
@@ -353,7 +367,7 @@ func (db *DB) Get(ctx context.Context, name string) (User, error) {
 	}
 	name = Canonical(name)
 	u, err := scanUser(db.sql.QueryRowContext(ctx,
-		`SELECT name, created, password_hash FROM users WHERE name = ?`, name))
+		`SELECT name, created, password_hash, disabled FROM users WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
@@ -369,7 +383,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 		created int64
 		hash    string
 	)
-	if err := row.Scan(&u.Name, &created, &hash); err != nil {
+	if err := row.Scan(&u.Name, &created, &hash, &u.Disabled); err != nil {
 		return User{}, err
 	}
 	u.Created = time.Unix(created, 0).UTC()
@@ -413,11 +427,12 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 	var (
 		stored         string
 		appHash, scram sql.NullString
+		disabled       bool
 	)
 	err = db.sql.QueryRowContext(ctx,
-		`SELECT u.password_hash, u.scram_sha256, a.hash FROM users u
+		`SELECT u.password_hash, u.scram_sha256, u.disabled, a.hash FROM users u
 		 LEFT JOIN app_passwords a ON a.user = u.name AND a.id = ?
-		 WHERE u.name = ?`, appID, name).Scan(&stored, &scram, &appHash)
+		 WHERE u.name = ?`, appID, name).Scan(&stored, &scram, &disabled, &appHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", db.failDummy(ctx, password)
 	}
@@ -440,7 +455,9 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 		db.log.Error("userdb: stored password hash is unusable", "user", name, "app_password", useApp, "err", err)
 		return "", ErrAuthFailed
 	}
-	if !ok {
+	// A disabled account fails after the same hash check as any other,
+	// so neither the reply nor its timing tells it from a wrong password.
+	if !ok || disabled {
 		return "", ErrAuthFailed
 	}
 	if useApp {
@@ -502,9 +519,12 @@ func (db *DB) SCRAMCredentials(ctx context.Context, name string) (string, sasl.S
 		name = "" // no such row; the query still runs, for equal timing
 	}
 	name = Canonical(name)
-	var scram sql.NullString
-	err := db.sql.QueryRowContext(ctx, `SELECT scram_sha256 FROM users WHERE name = ?`, name).Scan(&scram)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && !scram.Valid) {
+	var (
+		scram    sql.NullString
+		disabled bool
+	)
+	err := db.sql.QueryRowContext(ctx, `SELECT scram_sha256, disabled FROM users WHERE name = ?`, name).Scan(&scram, &disabled)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (!scram.Valid || disabled)) {
 		return "", sasl.SCRAMCredentials{}, ErrAuthFailed
 	}
 	if err != nil {

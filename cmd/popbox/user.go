@@ -87,6 +87,24 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 			})
 		},
 	}
+	setDisabled := func(use, short string, disabled bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withUsers(g, cmd, false, func(db *userdb.DB) error {
+					if err := db.SetDisabled(cmd.Context(), args[0], disabled); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "user %s %sd\n", userdb.Canonical(args[0]), use)
+					return nil
+				})
+			},
+		}
+	}
+	disable := setDisabled("disable", "Stop an account from logging in (mail, passwords and history are kept)", true)
+	enable := setDisabled("enable", "Let a disabled account log in again", false)
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List accounts",
@@ -98,15 +116,15 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 					return err
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tCREATED\tPASSWORD")
+				fmt.Fprintln(tw, "NAME\tCREATED\tPASSWORD\tSTATUS")
 				for _, u := range users {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Created.Format("2006-01-02 15:04"), u.PasswordScheme)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Created.Format("2006-01-02 15:04"), u.PasswordScheme, status(u))
 				}
 				return tw.Flush()
 			})
 		},
 	}
-	cmd.AddCommand(add, passwd, del, list, newUserShow(g), newAppPassword(g))
+	cmd.AddCommand(add, passwd, del, disable, enable, list, newUserShow(g), newAppPassword(g))
 	groupOnly(cmd)
 	return cmd
 }
@@ -141,6 +159,7 @@ func newUserShow(g *globals) *cobra.Command {
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "user:          %s\n", u.Name)
 				fmt.Fprintf(w, "created:       %s UTC\n", u.Created.UTC().Format(dateFormat))
+				fmt.Fprintf(w, "status:        %s\n", status(u))
 				fmt.Fprintf(w, "password:      %s\n", u.PasswordScheme)
 				fmt.Fprintf(w, "app passwords: %d\n", len(apps))
 				printLogins(w, "last logins", hist.Successes)
@@ -149,6 +168,14 @@ func newUserShow(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// status is "enabled" or "disabled".
+func status(u userdb.User) string {
+	if u.Disabled {
+		return "disabled"
+	}
+	return "enabled"
 }
 
 func printLogins(w io.Writer, title string, events []userdb.LoginEvent) {

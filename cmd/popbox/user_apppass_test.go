@@ -132,6 +132,7 @@ func TestUserShow(t *testing.T) {
 	r := runCLI(t, "", "user", "show", "--data", data, "ALICE")
 	wantFresh := regexp.MustCompile(`^user:          alice
 created:       \d{4}-\d\d-\d\d \d\d:\d\d UTC
+status:        enabled
 password:      argon2id
 app passwords: 1
 last logins:

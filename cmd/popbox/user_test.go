@@ -79,6 +79,13 @@ func TestUserCommands(t *testing.T) {
 		{[]string{"del", "bad name"}, "", exitUsage, "", "invalid user name"},
 		{[]string{"del", "bob"}, "", 0, "user bob deleted; mail kept on disk\n", ""},
 		{[]string{"del", "bob"}, "", exitNoUser, "", "no such user"},
+		{[]string{"disable", "ghost"}, "", exitNoUser, "", "no such user"},
+		{[]string{"enable", "bad name"}, "", exitUsage, "", "invalid user name"},
+		{[]string{"disable", "dave"}, "", exitNoUser, "", "no such user"},
+		{[]string{"add", "dave", "--password-stdin"}, "dave-pw\n", 0, "user dave added\n", ""},
+		{[]string{"disable", "DAVE"}, "", 0, "user dave disabled\n", ""},
+		{[]string{"disable", "carol"}, "", 0, "user carol disabled\n", ""},
+		{[]string{"enable", "carol"}, "", 0, "user carol enabled\n", ""},
 	}
 	for i, s := range steps {
 		if s.args[0] == "del" && s.args[1] == "bob" && s.wantCode == 0 {
@@ -99,9 +106,10 @@ func TestUserCommands(t *testing.T) {
 	if got := len(maildirFiles(t, data, "bob")); got != 1 {
 		t.Errorf("bob's mailbox holds %d messages after user del, want the 1 kept", got)
 	}
+	// dave is disabled: his right password fails like a wrong one.
 	checkPasswords(t, data,
 		map[string]string{"alice": "second-pw", "carol": "carol-pw-2"},
-		map[string]string{"alice": "first-pw", "carol": "carol-pw"})
+		map[string]string{"alice": "first-pw", "carol": "carol-pw", "dave": "dave-pw"})
 
 	r := runCLI(t, "", "user", "list", "--data", data)
 	if r.Code != 0 || r.Stderr != "" {
@@ -114,8 +122,8 @@ func TestUserCommands(t *testing.T) {
 			got = append(got, f)
 			continue
 		}
-		if len(f) != 4 {
-			t.Fatalf("user list line %q: want NAME DATE TIME SCHEME", line)
+		if len(f) != 5 {
+			t.Fatalf("user list line %q: want NAME DATE TIME SCHEME STATUS", line)
 		}
 		created, err := time.Parse("2006-01-02 15:04", f[1]+" "+f[2])
 		if err != nil {
@@ -123,9 +131,10 @@ func TestUserCommands(t *testing.T) {
 		} else if d := time.Since(created); d < -time.Minute || d > 10*time.Minute {
 			t.Errorf("user list line %q: created %v ago, want just now (UTC)", line, d)
 		}
-		got = append(got, []string{f[0], f[3]})
+		got = append(got, []string{f[0], f[3], f[4]})
 	}
-	want := [][]string{{"NAME", "CREATED", "PASSWORD"}, {"alice", "argon2id"}, {"carol", "argon2id"}}
+	want := [][]string{{"NAME", "CREATED", "PASSWORD", "STATUS"}, {"alice", "argon2id", "enabled"},
+		{"carol", "argon2id", "enabled"}, {"dave", "argon2id", "disabled"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("popbox user list (-want +got):\n%s\n%s", diff, r.Stdout)
 	}

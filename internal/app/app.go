@@ -170,6 +170,9 @@ func (b Backend) Authorize(ctx context.Context, _ pop3server.ConnInfo, user stri
 	if err != nil {
 		return "", err
 	}
+	if u.Disabled {
+		return "", fmt.Errorf("%w: %q is disabled", pop3server.ErrAuthFailed, u.Name)
+	}
 	return u.Name, nil
 }
 
