@@ -152,6 +152,9 @@ func (s *session) mechanisms() []mechanism {
 		mechs = append(mechs, scramMech(popsasl.SCRAMSHA256, false))
 	}
 	if az, ok := s.srv.Backend.(Authorizer); ok {
+		if s.srv.TokenVerifier != nil {
+			mechs = append(mechs, s.oauthMechanism(popsasl.OAuthBearer, az), s.oauthMechanism(popsasl.XOAuth2, az))
+		}
 		if s.srv.ClientCertUser != nil && s.tls != nil && len(s.tls.VerifiedChains) > 0 {
 			mechs = append(mechs, s.externalMechanism(az))
 		}
@@ -159,11 +162,50 @@ func (s *session) mechanisms() []mechanism {
 	return mechs
 }
 
+// oauthMechanism is OAUTHBEARER (RFC 7628) or XOAUTH2: a bearer token the
+// TokenVerifier checks, for an account the Authorizer allows. A token is as
+// good as a password to whoever sees it, so the Plaintext policy applies.
+func (s *session) oauthMechanism(name string, az Authorizer) mechanism {
+	return mechanism{name: name, plaintext: true, start: func(s *session) (sasl.Server, func() authResult) {
+		var tokenUser string
+		verify := func(_, token string) (string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+			defer cancel()
+			user, err := s.srv.TokenVerifier.VerifyToken(ctx, token)
+			if errors.Is(err, ErrAuthFailed) {
+				return "", fmt.Errorf("%w: %w", popsasl.ErrOAuthInvalid, err)
+			}
+			if err != nil {
+				return "", err
+			}
+			tokenUser = user
+			canonical, err := az.Authorize(ctx, s.connInfo(name), user)
+			if errors.Is(err, ErrAuthFailed) {
+				return "", fmt.Errorf("%w: %w", popsasl.ErrOAuthInvalid, err)
+			}
+			return canonical, err
+		}
+		var srv *popsasl.OAuthServer
+		if name == popsasl.OAuthBearer {
+			srv = popsasl.NewOAuthBearerServer(verify)
+		} else {
+			srv = popsasl.NewXOAuth2Server(verify)
+		}
+		return srv, func() authResult {
+			user := srv.Username()
+			if user == "" {
+				user = tokenUser
+			}
+			return authResult{user: user, verified: true, canonical: srv.Canonical(), sysErr: srv.SysErr()}
+		}
+	}}
+}
+
 // externalMechanism is EXTERNAL (RFC 4422 Appendix A) with the identity of
 // the TLS client certificate, offered only when one was verified. The
 // client's authorization identity, if any, must be that same user.
 func (s *session) externalMechanism(az Authorizer) mechanism {
-	return mechanism{name: "EXTERNAL", start: func(s *session) (sasl.Server, func() authResult) {
+	return mechanism{name: popsasl.External, start: func(s *session) (sasl.Server, func() authResult) {
 		var r authResult
 		srv := popsasl.NewExternalServer(func(authzid string) error {
 			cert := s.tls.VerifiedChains[0][0]
@@ -178,7 +220,7 @@ func (s *session) externalMechanism(az Authorizer) mechanism {
 			r.user = user
 			ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 			defer cancel()
-			c, err := az.Authorize(ctx, s.connInfo("EXTERNAL"), user)
+			c, err := az.Authorize(ctx, s.connInfo(popsasl.External), user)
 			if err != nil && !errors.Is(err, ErrAuthFailed) {
 				r.sysErr = err
 			}
@@ -355,6 +397,9 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 		}
 		if done {
 			r := result()
+			if r.verified && r.canonical == "" {
+				return s.authFailed(r.user, mech.name) // a mechanism's bug; never log in as nobody
+			}
 			if r.verified {
 				ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 				defer cancel()

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -335,5 +336,85 @@ func TestLoginRecorder(t *testing.T) {
 	want := []string{"alice USER fail", "alice SCRAM-SHA-256 fail", "alice PLAIN ok", "alice SCRAM-SHA-256 ok"}
 	if diff := cmp.Diff(want, b.recorded()); diff != "" {
 		t.Errorf("recorded logins (-want +got):\n%s", diff)
+	}
+}
+
+// tokenVerifier knows fixed tokens; "down" fails as an unreachable
+// identity provider would.
+type tokenVerifier map[string]string
+
+func (v tokenVerifier) VerifyToken(_ context.Context, token string) (string, error) {
+	if token == "down" {
+		return "", errors.New("identity provider unreachable")
+	}
+	if u, ok := v[token]; ok {
+		return u, nil
+	}
+	return "", fmt.Errorf("unknown token: %w", ErrAuthFailed)
+}
+
+// TestAUTHOAuth: OAUTHBEARER and XOAUTH2 with the sasl package's clients,
+// with and without initial response; a bad token gets RFC 7628's error
+// challenge and then the same [AUTH] failure as a wrong password.
+func TestAUTHOAuth(t *testing.T) {
+	b := newHistoryBackend(t)
+	tokens := tokenVerifier{"alice-token": "alice", "carol-token": "carol"}
+	ts := newTestServer(t, b.memBackend, serverOpts{configure: func(s *Server) {
+		s.Backend = b
+		s.TokenVerifier = tokens
+		s.Plaintext = PlaintextNever
+	}})
+	bearer := func(user, token string) sasl.Client {
+		return sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: user, Token: token})
+	}
+	const sysTemp = "-ERR [SYS/TEMP] authentication temporarily unavailable"
+	tests := []struct {
+		name, mech string
+		cl         sasl.Client
+		want       string
+	}{
+		{"oauthbearer", "OAUTHBEARER", bearer("", "alice-token"), aliceLoggedIn()},
+		{"oauthbearer with authzid", "OAUTHBEARER", bearer("alice", "alice-token"), aliceLoggedIn()},
+		{"oauthbearer authzid of another user", "OAUTHBEARER", bearer("bob", "alice-token"), authFailed},
+		{"oauthbearer bad token", "OAUTHBEARER", bearer("alice", "forged"), authFailed},
+		{"oauthbearer token of no account", "OAUTHBEARER", bearer("", "carol-token"), authFailed},
+		{"oauthbearer provider down", "OAUTHBEARER", bearer("", "down"), sysTemp},
+		{"xoauth2", "XOAUTH2", sasl.NewXOAUTH2Client("alice", "alice-token"), aliceLoggedIn()},
+		{"xoauth2 bad token", "XOAUTH2", sasl.NewXOAUTH2Client("alice", "forged"), authFailed},
+		{"xoauth2 user of another token", "XOAUTH2", sasl.NewXOAUTH2Client("bob", "alice-token"), authFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ts.dialTLS(t)
+			defer c.conn.Close()
+			if got := saslLogin(t, c, tt.mech, tt.cl); got != tt.want {
+				t.Errorf("AUTH %s: %q, want %q", tt.mech, got, tt.want)
+			}
+			c.cmd("QUIT")
+		})
+	}
+
+	// The error challenge, by hand: RFC 7628 §3.2.2's JSON, then the
+	// client's %x01, then the failure.
+	c := ts.dialTLS(t)
+	c.send("AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer forged\x01\x01")))
+	ch, ok := strings.CutPrefix(c.line(), "+ ")
+	if !ok {
+		t.Fatal("no error challenge")
+	}
+	if js, _ := base64.StdEncoding.DecodeString(ch); !strings.Contains(string(js), `"status":"invalid_token"`) {
+		t.Errorf("error challenge %q", js)
+	}
+	if got := c.cmd(""); got != authFailed {
+		t.Errorf("after the error challenge: %q, want %q", got, authFailed)
+	}
+
+	// Tokens are bearer secrets: no OAuth without TLS under PlaintextNever.
+	c = ts.dial(t)
+	if capa := strings.Join(capaLines(t, c), "\n"); strings.Contains(capa, "OAUTHBEARER") || strings.Contains(capa, "XOAUTH2") {
+		t.Errorf("OAuth offered without TLS: %s", capa)
+	}
+	if got := c.cmd("AUTH OAUTHBEARER"); !strings.HasPrefix(got, "-ERR [AUTH] plaintext") {
+		t.Errorf("AUTH OAUTHBEARER without TLS: %q", got)
 	}
 }

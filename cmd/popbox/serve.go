@@ -173,6 +173,10 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		certUser = tlsconf.ClientCertUser(cfg.TLS.ClientCertUser)
 	}
 	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
+	tokens, err := app.NewTokenVerifier(cfg.OAuth)
+	if err != nil {
+		return withCode(exitConfig, err)
+	}
 	scramSecret, err := data.SCRAMSecret()
 	if err != nil {
 		return dataDirError(err, cfg)
@@ -184,6 +188,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		TLSConfig:           tlsConfig,
 		ClientCertUser:      certUser,
 		LoginDelay:          cfg.POP3.LoginDelay.Duration,
+		TokenVerifier:       tokenVerifier(tokens),
 		Hostname:            cfg.POP3.Hostname,
 		Implementation:      "popbox-" + version(),
 		Plaintext:           plaintextPolicy(cfg.POP3.PlaintextAuth),
@@ -242,6 +247,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			} else {
 				log.Info("certificate reloaded", "sha256", certs.Fingerprint())
 			}
+			if err := tokens.Reload(); err != nil {
+				log.Error("reloading oauth.jwks_file failed, keeping the old keys", "err", err)
+			}
 		case err := <-errc:
 			if !errors.Is(err, pop3server.ErrServerClosed) {
 				srv.Close()
@@ -261,6 +269,15 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			return nil
 		}
 	}
+}
+
+// tokenVerifier keeps a nil *app.TokenVerifier from becoming a non-nil
+// interface, which would offer OAuth with nothing to check tokens.
+func tokenVerifier(t *app.TokenVerifier) pop3server.TokenVerifier {
+	if t == nil {
+		return nil
+	}
+	return t
 }
 
 func plaintextPolicy(s string) pop3server.PlaintextPolicy {
