@@ -94,13 +94,14 @@ func (s *session) mechanisms() []mechanism {
 		start: func(s *session) (sasl.Server, func() authResult) {
 			var r authResult
 			srv := sasl.NewPlainServer(func(identity, username, password string) error {
+				r.user = username // for the log and the per-user penalty, even when refused
 				// RFC 4616 §2: an authorization identity other than the
 				// authentication identity would be proxy login, which
 				// popbox does not offer.
 				if identity != "" && !strings.EqualFold(identity, username) {
 					return ErrAuthFailed
 				}
-				r.user, r.password = username, password
+				r.password = password
 				return nil
 			})
 			return srv, func() authResult { return r }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# curl: log in with --login-options AUTH=MECH (curl then uses that mechanism
+# or fails; it never falls back to USER/PASS) and LIST the mailbox. --authzid
+# is passed as --sasl-authzid. The trace is curl -v's "> " and "< " lines.
+# Args and output: see sasl-common.sh.
+#
+# curl does SCRAM-SHA-1/-256 only when built with libgsasl (curl >= 7.76,
+# "gsasl" in the Features line of curl --version); Debian's curl is not, and
+# then a SCRAM mechanism exits 77 (SKIP) instead of letting curl fail with
+# "No known authentication mechanisms supported".
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$HERE/sasl-common.sh"
+parse_sasl_args "$@"
+case "$MECH" in
+  SCRAM-*)
+    if ! curl --version | grep -i '^Features:' | grep -qiw gsasl; then
+      sasl_skip curl "curl-built-without-libgsasl-has-no-SCRAM"
+    fi;;
+esac
+SCHEME=pop3; OPTS=(--login-options "AUTH=$MECH")
+case "$TLS" in
+  pop3s) SCHEME=pop3s;;
+  stls) OPTS+=(--ssl-reqd);;
+esac
+[ -n "$CAFILE" ] && OPTS+=(--cacert "$CAFILE")
+[ -n "$SOURCE" ] && OPTS+=(--interface "$SOURCE")
+quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"; }
+# The password goes in a config file, off the command line.
+{
+  echo "user = $(quote "$USER_:$SASL_SECRET")"
+  [ -n "$AUTHZID" ] && echo "sasl-authzid = $(quote "$AUTHZID")"
+} >"$WORK/curl.cfg"
+rc=0
+timeout "$TIMEOUT" curl -sS -v -K "$WORK/curl.cfg" "${OPTS[@]}" "$SCHEME://$HOST:$PORT/" \
+  >"$WORK/list" 2>"$WORK/trace" || rc=$?
+# -v also shows TLS handshake records ("} [5 bytes data]"); the "* " lines
+# are curl's own notes, kept for the failure report.
+tr -d '\r' <"$WORK/trace" | sed -e 's/^> /C: /' -e 's/^< /S: /' | grep -v -E '^([{}] \[|\* *TLSv)'
+COUNT=""
+[ $rc = 0 ] && COUNT=$(grep -c -E '^[0-9]+ [0-9]+' "$WORK/list")
+sasl_finish curl $rc "$COUNT"
