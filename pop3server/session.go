@@ -36,7 +36,9 @@ const (
 const (
 	readBufferSize  = 4096
 	writeBufferSize = 32 * 1024
-	copyBufferSize  = 32 * 1024
+	// preAuthWriteBufferSize is the write buffer until login.
+	preAuthWriteBufferSize = 1024
+	copyBufferSize         = 32 * 1024
 )
 
 // errCloseSession ends a session after its last reply has been written.
@@ -179,7 +181,10 @@ func (s *session) serve() {
 		}
 	}
 	s.r = bufio.NewReaderSize(connReader{s}, max(readBufferSize, s.srv.limits.MaxAuthLine))
-	s.w = bufio.NewWriterSize(deadlineWriter{s}, writeBufferSize)
+	// Before login only short lines go out (CAPA is the longest reply), so
+	// a small buffer keeps an idle unauthenticated connection cheap; the
+	// large one comes with the login (openMaildrop).
+	s.w = bufio.NewWriterSize(deadlineWriter{s}, preAuthWriteBufferSize)
 	if err := s.reply(true, "", s.srv.Hostname+" POP3 server ready"); err != nil {
 		s.ending = "write error"
 		return

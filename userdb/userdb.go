@@ -541,6 +541,16 @@ func (db *DB) SCRAMCredentials(ctx context.Context, name string) (string, sasl.S
 
 // failDummy does a wrong-password verification's work for a user that does
 // not exist, and returns ErrAuthFailed.
+// PrepareDummyHash computes the hash that unknown users are checked against
+// now rather than at the first such login, which would otherwise take one
+// hash longer than any later one and tell an observer that the name was
+// the first unknown one since the start. A server calls it at start-up;
+// one-shot commands need not.
+func (db *DB) PrepareDummyHash() error {
+	_, err := db.dummyHash()
+	return err
+}
+
 func (db *DB) failDummy(ctx context.Context, password string) error {
 	dummy, err := db.dummyHash()
 	if err != nil {

@@ -173,6 +173,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		certUser = tlsconf.ClientCertUser(cfg.TLS.ClientCertUser)
 	}
 	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
+	if err := users.PrepareDummyHash(); err != nil {
+		return err
+	}
 	tokens, err := app.NewTokenVerifier(cfg.OAuth)
 	if err != nil {
 		return withCode(exitConfig, err)
