@@ -72,7 +72,7 @@ import (
 	"github.com/popbox/popbox/sasl"
 	"github.com/popbox/popbox/userdb/passhash"
 
-	_ "modernc.org/sqlite" // registers driver "sqlite"
+	"modernc.org/sqlite" // registers driver "sqlite"
 )
 
 // Errors returned by DB methods; test with errors.Is.
@@ -120,6 +120,10 @@ type Options struct {
 }
 
 const defaultBusyTimeout = 5 * time.Second
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of "database is
+// locked".
+const sqliteBusy = 5
 
 // DB is an open user database. Its methods are safe for concurrent use, and
 // several DBs (in one or more processes) may use the same file.
@@ -203,9 +207,22 @@ func Open(path string, opts Options) (*DB, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), busy+10*time.Second)
 	defer cancel()
-	if err := migrate(ctx, sqldb); err != nil {
-		sqldb.Close()
-		return nil, fmt.Errorf("userdb: %s: %w", abs, err)
+	// Two processes opening a new file at once (the server starting while
+	// "popbox user add" runs) race to switch it to WAL mode, and SQLite
+	// answers SQLITE_BUSY to the loser without waiting out busy_timeout:
+	// its busy handler is not used where waiting could deadlock. Retry for
+	// as long as busy_timeout would have waited.
+	for start := time.Now(); ; {
+		err := migrate(ctx, sqldb)
+		if err == nil {
+			break
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Since(start) > busy {
+			sqldb.Close()
+			return nil, fmt.Errorf("userdb: %s: %w", abs, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return db, nil
 }
