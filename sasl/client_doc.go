@@ -5,6 +5,13 @@
 // and SCRAM-SHA-256 with and without channel binding (RFC 5802, RFC 7677,
 // RFC 9266, RFC 5929). Strongest picks a mechanism from a server's offer.
 //
+// The server side (files server_*.go) is what pop3server offers: LOGIN,
+// SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (both channel binding types the
+// client may name), OAUTHBEARER and XOAUTH2 (with RFC 7628's JSON error
+// challenge), and EXTERNAL; PLAIN is go-sasl's. A server mechanism decides
+// nothing about accounts itself: it calls back into the protocol server,
+// which asks its backend. Every server step has a fuzz test.
+//
 // Every client implements github.com/emersion/go-sasl's Client interface
 // (aliased here as Client), so they work with any go-sasl based protocol
 // client too.
