@@ -423,6 +423,12 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 			// RFC 5034 §4: the client cancels the exchange.
 			return s.replyBad("authentication cancelled")
 		}
+		if string(line) == "=" {
+			// RFC 5034 §4 defines "=" for an empty initial response only;
+			// curl sends it as an empty continuation too, and it can mean
+			// nothing else (it is not valid base64).
+			line = nil
+		}
 		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
 			return s.replyBad("invalid base64 in authentication response")
 		}

@@ -418,3 +418,49 @@ func TestAUTHOAuth(t *testing.T) {
 		t.Errorf("AUTH OAUTHBEARER without TLS: %q", got)
 	}
 }
+
+// TestLongAUTHLine: before login an AUTH line may be as long as
+// MaxAuthLine (clients put long OAuth tokens on it despite RFC 5034 §4);
+// other commands, and every command after login, stay within MaxLine.
+func TestLongAUTHLine(t *testing.T) {
+	b := newHistoryBackend(t)
+	ts := newTestServer(t, b.memBackend, serverOpts{configure: func(s *Server) {
+		s.Backend = b
+		s.TokenVerifier = tokenVerifier{strings.Repeat("t", 1500): "alice"}
+	}})
+	c := ts.dial(t)
+	defer c.conn.Close()
+	if got := c.cmd("USER " + strings.Repeat("a", 300)); got != "-ERR line too long" {
+		t.Errorf("300-octet USER: %q, want -ERR line too long", got)
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte("n,a=alice,\x01auth=Bearer " + strings.Repeat("t", 1500) + "\x01\x01"))
+	if got := c.cmd("AUTH OAUTHBEARER " + ir); got != aliceLoggedIn() {
+		t.Fatalf("AUTH with a 2 KB initial response: %q", got)
+	}
+	if got := c.cmd("NOOP " + strings.Repeat("a", 300)); got != "-ERR line too long" {
+		t.Errorf("300-octet NOOP after login: %q, want -ERR line too long", got)
+	}
+	if got := c.cmd("AUTH PLAIN " + strings.Repeat("A", 400)); got != "-ERR line too long" {
+		t.Errorf("400-octet AUTH after login: %q, want -ERR line too long", got)
+	}
+}
+
+// TestAUTHEmptyContinuation: "=" as a continuation line is an empty
+// response (curl sends it for EXTERNAL without authzid).
+func TestAUTHEmptyContinuation(t *testing.T) {
+	b := newHistoryBackend(t)
+	ts := newTestServer(t, b.memBackend, serverOpts{configure: func(s *Server) { s.Backend = b }})
+	c := ts.dial(t)
+	defer c.conn.Close()
+	if got := c.cmd("AUTH LOGIN"); got != "+ "+base64.StdEncoding.EncodeToString([]byte("Username:")) {
+		t.Fatalf("AUTH LOGIN: %q", got)
+	}
+	// An empty user name, then any password: a failed login, not a
+	// protocol error.
+	if got := c.cmd("="); !strings.HasPrefix(got, "+ ") {
+		t.Fatalf("after \"=\": %q, want the password challenge", got)
+	}
+	if got := c.cmd(base64.StdEncoding.EncodeToString([]byte("x"))); got != authFailed {
+		t.Errorf("login with an empty user name: %q, want %q", got, authFailed)
+	}
+}

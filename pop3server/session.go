@@ -190,7 +190,18 @@ func (s *session) serve() {
 		return
 	}
 	for {
-		line, err := s.readLine(s.srv.limits.MaxLine)
+		// Before login an AUTH line may carry an initial response up to
+		// MaxAuthLine. RFC 5034 §4 tells clients not to send one that makes
+		// the command longer than 255 octets, but clients do (mpop with an
+		// OAuth token), and the bytes count against MaxPreAuthBytes anyway.
+		max := s.srv.limits.MaxLine
+		if !s.loggedIn.Load() {
+			max = s.srv.limits.MaxAuthLine
+		}
+		line, err := s.readLine(max)
+		if err == nil && len(line)+len("\r\n") > s.srv.limits.MaxLine && !isAuthCommand(line) {
+			err = pop3.ErrLineTooLong
+		}
 		if err == nil && !s.loggedIn.Load() && !time.Now().Before(s.authDeadline()) {
 			// Commands already buffered (pipelined) need no read, so the
 			// read deadline alone would not stop them.
@@ -227,6 +238,12 @@ func (s *session) serve() {
 			return
 		}
 	}
+}
+
+// isAuthCommand reports whether line is an AUTH command.
+func isAuthCommand(line []byte) bool {
+	line = bytes.TrimLeft(line, " ")
+	return len(line) >= 5 && bytes.EqualFold(line[:5], []byte("AUTH "))
 }
 
 // preAuthLimit tells whether err comes from a limit on sessions that have

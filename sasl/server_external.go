@@ -2,6 +2,7 @@ package sasl
 
 import (
 	"bytes"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -44,7 +45,9 @@ func (s *externalServer) Next(response []byte) ([]byte, bool, error) {
 	s.step = 2
 	// RFC 4422 Appendix A.1: the message is a UTF-8 authzid; NUL has no
 	// place in one.
-	if len(response) > maxAuthzID || !utf8.Valid(response) || bytes.IndexByte(response, 0) >= 0 {
+	// Control characters neither: no user name has them, and they would
+	// only end up in logs.
+	if len(response) > maxAuthzID || !utf8.Valid(response) || bytes.ContainsFunc(response, unicode.IsControl) {
 		return nil, false, ErrMalformedResponse
 	}
 	if err := s.auth(string(response)); err != nil {

@@ -23,6 +23,7 @@ func TestExternalServer(t *testing.T) {
 		{name: "two steps empty", responses: [][]byte{nil, {}}, wantAuthz: []string{""}},
 		{name: "refused", responses: [][]byte{[]byte("bob")}, wantAuthz: []string{"bob"}, wantErr: true},
 		{name: "NUL", responses: [][]byte{[]byte("al\x00ice")}, wantErr: true},
+		{name: "control character", responses: [][]byte{[]byte("I0\x13")}, wantErr: true},
 		{name: "not UTF-8", responses: [][]byte{{0xff}}, wantErr: true},
 		{name: "too long", responses: [][]byte{make([]byte, 300)}, wantErr: true},
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +21,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbox/popbox/internal/testcert"
+	"github.com/popbox/popbox/internal/testjwt"
 )
 
 // authz is the authorization identity a row sends.
@@ -39,8 +43,10 @@ var allTLS = []string{"none", "stls", "pop3s"}
 // logging in with one mechanism in each of some TLS modes. A mechanism the
 // server comes to offer gets its rows appended here, and, in
 // saslExchangeChecks, a check that its exchange really took place.
-// Plaintext mechanisms run in mode "none" too: the server listens on
-// loopback, where its default policy allows them.
+// Plaintext mechanisms (PLAIN, LOGIN, and the bearer tokens of OAUTHBEARER
+// and XOAUTH2) run in mode "none" too: the server listens on loopback, where
+// its default policy allows them. EXTERNAL needs TLS: the server offers it
+// only to a client that presented a certificate it verified.
 var saslMatrix = []struct {
 	client string // testdata/sasl-CLIENT.sh
 	mech   string // as in AUTH
@@ -78,6 +84,38 @@ var saslMatrix = []struct {
 	{client: "mpop", mech: "PLAIN", tls: allTLS},
 	{client: "mpop", mech: "LOGIN", tls: allTLS},
 	{client: "mpop", mech: "SCRAM-SHA-256", tls: allTLS},
+
+	// OAuth bearer tokens (RFC 7628; Google's XOAUTH2) from saslIssuer; a
+	// row's token is for its user. What makes the wrong token wrong
+	// depends on the TLS mode (saslCreds.wrongToken).
+	{client: "curl", mech: "OAUTHBEARER", tls: allTLS},
+	// curl's --oauth2-bearer overrides AUTH=XOAUTH2 and sends OAUTHBEARER
+	// when the server offers both (curl issue #10259, fixed in January 2024
+	// by curl PR #12790): Debian 12's curl 7.88 skips these rows.
+	{client: "curl", mech: "XOAUTH2", tls: allTLS,
+		lacks: "this curl sends AUTH OAUTHBEARER even with --login-options AUTH=XOAUTH2 (curl issue #10259)"},
+	{client: "poplib", mech: "OAUTHBEARER", tls: allTLS},
+	{client: "poplib", mech: "XOAUTH2", tls: allTLS},
+	// mpop (1.4.18) puts OAUTHBEARER's initial response on the AUTH line
+	// however long: with a JWT that is over the 255 octets RFC 2449 §4
+	// allows a command line and RFC 5034 §4 an AUTH line with its initial
+	// response, and popbox (pop3.max_line) answers "-ERR line too long".
+	// Its XOAUTH2 waits for the empty challenge and works.
+	{client: "mpop", mech: "OAUTHBEARER", tls: allTLS,
+		lacks: "mpop sends an AUTH OAUTHBEARER line over 255 octets (RFC 5034 §4 forbids it)"},
+	{client: "mpop", mech: "XOAUTH2", tls: allTLS},
+
+	// EXTERNAL with a client certificate from saslCreds.ca naming the
+	// row's user (client_cert_user = "cn"). curl's EXTERNAL message is its
+	// user name, mpop's too, so both rows send the user as authzid. Without
+	// a user name curl answers the empty challenge with "=" (RFC 5034 §4
+	// defines "=" only as an initial response; popbox refuses it there as
+	// bad base64) and mpop with its next command, so they have no row
+	// without authzid; sasl-poplib.py sends "=" as the initial response.
+	{client: "curl", mech: "EXTERNAL", tls: []string{"stls", "pop3s"}, authz: authzSelf},
+	{client: "poplib", mech: "EXTERNAL", tls: []string{"stls", "pop3s"}, authz: authzSelf},
+	{client: "poplib", mech: "EXTERNAL", tls: []string{"stls", "pop3s"}},
+	{client: "mpop", mech: "EXTERNAL", tls: []string{"stls", "pop3s"}, authz: authzSelf},
 }
 
 var saslTools = map[string]tool{
@@ -102,10 +140,14 @@ func (c saslCase) name() string { return c.client + "/" + c.mech + authzSuffix[c
 // saslAttempt is one run of a client script.
 type saslAttempt struct {
 	what    string // for messages
-	secret  string
+	secret  string // the password, or the bearer token; "" for EXTERNAL
 	authzid string
+	cert    string // whose client certificate the client presents ("": none)
 	wantOK  bool
-	run     saslRun
+	// unoffered: the server must not offer the mechanism (EXTERNAL without
+	// a certificate), so the client fails without sending AUTH.
+	unoffered bool
+	run       saslRun
 }
 
 // saslRun is what a client script did.
@@ -127,7 +169,142 @@ const (
 	// row connects from an address of its own in 127/8 where it can
 	// (Linux), and otherwise fewer runs overlap.
 	saslConcurrency, saslConcurrencyOneAddress = 12, 6
+
+	saslIssuer   = "https://issuer.popbox.test" // the "iss" the server accepts
+	saslAudience = "popbox-interop"             // the "aud" it requires
 )
+
+// saslCreds are what the server trusts besides passwords: the token issuer
+// of [oauth] and the client CA of [tls], and the client certificates.
+type saslCreds struct {
+	issuer *testjwt.Issuer // the issuer whose JWKS the server has
+	forger *testjwt.Issuer // the same name and key ID, another key
+	ca     testcert.Pair
+	dir    string // the JWKS, the CA, and USER-cert.pem and USER-key.pem
+}
+
+func newSASLCreds(t *testing.T) saslCreds {
+	t.Helper()
+	var cr saslCreds
+	var err error
+	if cr.issuer, err = testjwt.New(saslIssuer); err != nil {
+		t.Fatal(err)
+	}
+	if cr.forger, err = testjwt.New(saslIssuer); err != nil {
+		t.Fatal(err)
+	}
+	if cr.ca, err = testcert.New("popbox interop client CA"); err != nil {
+		t.Fatal(err)
+	}
+	cr.dir = t.TempDir()
+	cr.write(t, "jwks.json", cr.issuer.JWKS())
+	cr.write(t, "client-ca.pem", cr.ca.CertPEM)
+	return cr
+}
+
+func (cr saslCreds) write(t *testing.T, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(cr.dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// config is the server's configuration file: OAUTHBEARER and XOAUTH2 with
+// tokens of cr.issuer for saslAudience, whose sub is the user; EXTERNAL for
+// certificates of cr.ca, whose common name is the user.
+func (cr saslCreds) config() string {
+	return fmt.Sprintf(`[oauth]
+jwks_file = %q
+issuer = %q
+audience = %q
+
+[tls]
+client_ca_file = %q
+client_cert_user = "cn"
+`, filepath.Join(cr.dir, "jwks.json"), saslIssuer, saslAudience, filepath.Join(cr.dir, "client-ca.pem"))
+}
+
+// addCert issues user a client certificate.
+func (cr saslCreds) addCert(t *testing.T, user string) {
+	t.Helper()
+	p, err := testcert.NewClient(cr.ca, user, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.write(t, user+"-cert.pem", p.CertPEM)
+	cr.write(t, user+"-key.pem", p.KeyPEM)
+}
+
+// token is a valid token for user.
+func (cr saslCreds) token(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := cr.issuer.Token(user, saslAudience, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// wrongToken is the token of a row's refused attempt. What is wrong with it
+// depends on the TLS mode, so that every client meets each kind: a forged
+// signature (the issuer's name and key ID, another key), another audience,
+// or another user's token while the client names the row's user.
+func (cr saslCreds) wrongToken(t *testing.T, c saslCase) (what, token string) {
+	t.Helper()
+	var err error
+	switch c.tls {
+	case "none":
+		what = "token signed by another key"
+		token, err = cr.forger.Token(c.user, saslAudience, nil)
+	case "stls":
+		what = "token for another audience"
+		token, err = cr.issuer.Token(c.user, "another-service", nil)
+	default:
+		what = saslOther + "'s token"
+		token, err = cr.issuer.Token(saslOther, saslAudience, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return what, token
+}
+
+// attempts are the runs of a row's client: a login that must succeed, then
+// ones that must fail, each for a reason of its own.
+func (cr saslCreds) attempts(t *testing.T, c saslCase) []saslAttempt {
+	t.Helper()
+	authzid := ""
+	switch c.authz {
+	case authzSelf:
+		authzid = c.user
+	case authzOther:
+		authzid = saslOther
+	}
+	switch {
+	case c.mech == "OAUTHBEARER" || c.mech == "XOAUTH2":
+		what, wrong := cr.wrongToken(t, c)
+		return []saslAttempt{
+			{what: "valid token", secret: cr.token(t, c.user), wantOK: true},
+			{what: what, secret: wrong},
+		}
+	case c.mech == "EXTERNAL":
+		cr.addCert(t, c.user)
+		as := []saslAttempt{{what: "own certificate", authzid: authzid, cert: c.user, wantOK: true}}
+		if authzid == c.user {
+			// Without an authzid the certificate alone decides: another
+			// user's would log that user in.
+			as = append(as, saslAttempt{what: saslOther + "'s certificate, authzid " + authzid,
+				authzid: authzid, cert: saslOther})
+		}
+		return append(as, saslAttempt{what: "no certificate", authzid: authzid, unoffered: true})
+	case c.authz == authzOther:
+		return []saslAttempt{{what: "authzid " + authzid, secret: saslPassword, authzid: authzid}}
+	}
+	return []saslAttempt{
+		{what: "right password", secret: saslPassword, authzid: authzid, wantOK: true},
+		{what: "wrong password", secret: "wrong-" + saslPassword, authzid: authzid},
+	}
+}
 
 // TestSASLClients logs in with each SASL mechanism the server offers, with
 // each real client that has it (saslMatrix), in each TLS mode, and proves
@@ -143,12 +320,21 @@ const (
 //   - the same with a wrong password fails, and the server logs
 //     msg="login failed" for that user with mechanism= that mechanism, once;
 //   - PLAIN and SCRAM with the user's own name as authorization identity
-//     succeed, and with another user's name fail (no proxy login).
+//     succeed, and with another user's name fail (no proxy login);
+//   - OAUTHBEARER and XOAUTH2 with a token for the user succeed, and with
+//     a forged one, one for another audience or another user's fail;
+//   - EXTERNAL with the user's client certificate succeeds, with another
+//     user's fails, and without one it is not offered.
+//
+// One server serves every row: besides passwords it trusts a token issuer
+// and a client CA (saslCreds), which the password rows do not use.
 func TestSASLClients(t *testing.T) {
-	srv := startServer(t)
+	creds := newSASLCreds(t)
+	srv := startServerConfig(t, t.TempDir(), creds.config())
 	msgs := testMessages()[:2]
 	srv.addUser(t, saslOther, "Other-pw-5113")
 	srv.deliver(t, saslOther, msgs[0])
+	creds.addCert(t, saslOther)
 
 	sources := loopbackSources(srv.plain)
 	concurrency := saslConcurrency
@@ -176,21 +362,7 @@ func TestSASLClients(t *testing.T) {
 		for _, m := range msgs {
 			srv.deliver(t, c.user, m)
 		}
-		authzid := ""
-		switch c.authz {
-		case authzSelf:
-			authzid = c.user
-		case authzOther:
-			authzid = saslOther
-		}
-		if c.authz == authzOther {
-			attempts[i] = []saslAttempt{{what: "authzid " + authzid, secret: saslPassword, authzid: authzid}}
-		} else {
-			attempts[i] = []saslAttempt{
-				{what: "right password", secret: saslPassword, authzid: authzid, wantOK: true},
-				{what: "wrong password", secret: "wrong-" + saslPassword, authzid: authzid},
-			}
-		}
+		attempts[i] = creds.attempts(t, c)
 	}
 
 	// Run every client first, concurrently (see saslConcurrency), then
@@ -207,7 +379,7 @@ func TestSASLClients(t *testing.T) {
 			defer func() { <-sem }()
 			for j := range attempts[i] {
 				a := &attempts[i][j]
-				a.run = runSASLScript(t.Context(), srv, c, a.secret, a.authzid)
+				a.run = runSASLScript(t.Context(), srv, c, *a, creds.dir)
 				if a.run.code == scriptSkip || a.run.err != nil {
 					return
 				}
@@ -225,6 +397,13 @@ func TestSASLClients(t *testing.T) {
 			}
 			checkSASLServerLog(t, srv, c, attempts[i])
 		})
+	}
+	// No row may log in as saslOther: its name, token and certificate
+	// only ever go with another user's.
+	for _, rec := range srv.log.records() {
+		if rec["msg"] == "login" && rec["user"] == saslOther {
+			t.Errorf("server log: a login of %s, who no row logs in as: %v", saslOther, rec)
+		}
 	}
 }
 
@@ -285,7 +464,22 @@ func checkSASLAttempt(t *testing.T, c saslCase, a saslAttempt, delivered int, en
 		t.Fatalf("%s: the client logged in; the server must refuse:\n%s", what, r.out)
 	}
 
+	if a.unoffered {
+		if err := checkUnoffered(r.out, c.mech); err != nil {
+			t.Errorf("%s: %v; output:\n%s", what, err, r.out)
+		}
+		return
+	}
 	tr := parseTrace(r.out)
+	if a.secret != "" && c.mech != "PLAIN" && c.mech != "LOGIN" {
+		// Only PLAIN and LOGIN send the secret itself, and only base64
+		// encoded in the exchange.
+		for _, l := range tr.lines {
+			if l.client && strings.Contains(l.text, a.secret) {
+				t.Errorf("%s: the client sent the secret in clear: %q", what, l.text)
+			}
+		}
+	}
 	ex, err := tr.exchange(c.mech, c.tls == "stls")
 	if err != nil {
 		t.Fatalf("%s: %v; output:\n%s", what, err, r.out)
@@ -317,9 +511,10 @@ func checkSASLServerLog(t *testing.T, srv *server, c saslCase, attempts []saslAt
 	t.Helper()
 	wantOK, wantFailed := 0, 0
 	for _, a := range attempts {
-		if a.wantOK {
+		switch {
+		case a.wantOK:
 			wantOK++
-		} else {
+		case !a.unoffered:
 			wantFailed++
 		}
 	}
@@ -413,6 +608,31 @@ func parseTrace(out string) saslTrace {
 		}
 	}
 	return tr
+}
+
+// checkUnoffered checks the output of a client script that was to find the
+// mechanism not offered: the client sent no AUTH (nor USER, PASS, APOP),
+// and the SASL capability the server listed lacks the mechanism. The
+// capability is in curl's and mpop's traces; sasl-poplib.py's trace has no
+// capability lines, but the script prints the list it found lacking.
+func checkUnoffered(out, mech string) error {
+	listed := strings.Contains(out, "lacks "+mech)
+	for _, l := range parseTrace(out).lines {
+		verb, _, _ := strings.Cut(l.text, " ")
+		switch {
+		case l.client && slices.Contains([]string{"AUTH", "USER", "PASS", "APOP"}, strings.ToUpper(verb)):
+			return fmt.Errorf("the client sent %q, but the server should not offer %s", l.text, mech)
+		case !l.client && verb == "SASL":
+			if slices.ContainsFunc(strings.Fields(l.text)[1:], func(m string) bool { return strings.EqualFold(m, mech) }) {
+				return fmt.Errorf("the server offered %s: %q", mech, l.text)
+			}
+			listed = true
+		}
+	}
+	if !listed {
+		return errors.New("the output shows no SASL capability the server listed")
+	}
+	return nil
 }
 
 // saslExchange is one AUTH exchange (RFC 5034 §4), base64 decoded: what the
@@ -550,6 +770,76 @@ var saslExchangeChecks = map[string]func(saslExchange, saslWant) error{
 	},
 	"SCRAM-SHA-256":      func(ex saslExchange, w saslWant) error { return checkSCRAM(ex, w, false) },
 	"SCRAM-SHA-256-PLUS": func(ex saslExchange, w saslWant) error { return checkSCRAM(ex, w, true) },
+	"OAUTHBEARER":        func(ex saslExchange, w saslWant) error { return checkOAuth(ex, w, true) },
+	"XOAUTH2":            func(ex saslExchange, w saslWant) error { return checkOAuth(ex, w, false) },
+	// RFC 4422 Appendix A: one message, the authorization identity (empty
+	// for the one the certificate establishes), as the initial response or
+	// after an empty challenge; nothing from the server.
+	"EXTERNAL": func(ex saslExchange, w saslWant) error {
+		if len(ex.client) != 1 || string(ex.client[0]) != w.authzid || len(ex.server) != 0 {
+			return fmt.Errorf("client sent %q, server %q; want the client to send %q, the server nothing",
+				ex.client, ex.server, w.authzid)
+		}
+		return nil
+	},
+}
+
+// checkOAuth checks an OAUTHBEARER (RFC 7628 §3.1) or XOAUTH2 exchange. The
+// client's message names the user, in OAUTHBEARER's GS2 header "n,a=USER,"
+// (no channel binding) or XOAUTH2's "user=USER", and carries the token as
+// "auth=Bearer TOKEN", in %x01-separated pairs ending in %x01 %x01;
+// OAUTHBEARER may add host= and port=. A valid token ends the exchange. A
+// refused one gets the JSON error report of RFC 7628 §3.2.2 as a
+// challenge, which the client answers with the dummy response: %x01 for
+// OAUTHBEARER, an empty one for XOAUTH2.
+func checkOAuth(ex saslExchange, w saslWant, bearer bool) error {
+	if len(ex.client) == 0 {
+		return errors.New("no client message")
+	}
+	msg := string(ex.client[0])
+	pairs, ok := strings.CutSuffix(msg, "\x01\x01")
+	if bearer {
+		gs2 := "n,a=" + w.user + ",\x01"
+		pairs, ok = strings.CutPrefix(pairs, gs2)
+		if !ok {
+			return fmt.Errorf("message %q, want the GS2 header %q, pairs, and %%x01 %%x01", msg, gs2)
+		}
+	} else if !ok {
+		return fmt.Errorf("message %q does not end in %%x01 %%x01", msg)
+	}
+	auth := "auth=Bearer " + w.secret
+	kv := strings.Split(pairs, "\x01")
+	switch {
+	case !bearer && !slices.Equal(kv, []string{"user=" + w.user, auth}):
+		return fmt.Errorf("message %q, want %q", msg, "user="+w.user+"\x01"+auth+"\x01\x01")
+	case bearer && slices.Index(kv, auth) < 0:
+		return fmt.Errorf("message %q has no %q", msg, auth)
+	case bearer && slices.ContainsFunc(kv, func(p string) bool {
+		k, _, _ := strings.Cut(p, "=")
+		return p != auth && k != "host" && k != "port"
+	}):
+		return fmt.Errorf("message %q has pairs other than auth, host and port", msg)
+	}
+	if w.ok {
+		if len(ex.client) != 1 || len(ex.server) != 0 {
+			return fmt.Errorf("client sent %q, server %q: more than the client's message", ex.client, ex.server)
+		}
+		return nil
+	}
+	var report struct{ Status string }
+	dummy := "\x01"
+	if !bearer {
+		dummy = ""
+	}
+	switch {
+	case len(ex.server) != 1:
+		return fmt.Errorf("server sent %q after the message, want one error report", ex.server)
+	case json.Unmarshal(ex.server[0], &report) != nil || report.Status == "" || report.Status == "success":
+		return fmt.Errorf("server sent %q, want the JSON error report with an error status", ex.server[0])
+	case len(ex.client) != 2 || string(ex.client[1]) != dummy:
+		return fmt.Errorf("client answered the error report with %q, want %q", ex.client[1:], dummy)
+	}
+	return nil
 }
 
 func strs(bs [][]byte) []string {
@@ -689,10 +979,10 @@ func TestParseLogLine(t *testing.T) {
 	}
 }
 
-// runSASLScript runs testdata/sasl-CLIENT.sh for one attempt of c. Unlike
-// runClient it may run outside the test's goroutine: it reports problems
-// instead of failing the test.
-func runSASLScript(ctx context.Context, srv *server, c saslCase, secret, authzid string) saslRun {
+// runSASLScript runs testdata/sasl-CLIENT.sh for one attempt of c, with the
+// client certificates in certDir. Unlike runClient it may run outside the
+// test's goroutine: it reports problems instead of failing the test.
+func runSASLScript(ctx context.Context, srv *server, c saslCase, a saslAttempt, certDir string) saslRun {
 	script, err := filepath.Abs(filepath.Join("testdata", "sasl-"+c.client+".sh"))
 	if err != nil {
 		return saslRun{err: err}
@@ -712,8 +1002,12 @@ func runSASLScript(ctx context.Context, srv *server, c saslCase, secret, authzid
 	if c.tls != "none" {
 		args = append(args, "--cafile", srv.cafile)
 	}
-	if authzid != "" {
-		args = append(args, "--authzid", authzid)
+	if a.authzid != "" {
+		args = append(args, "--authzid", a.authzid)
+	}
+	if a.cert != "" {
+		args = append(args, "--cert", filepath.Join(certDir, a.cert+"-cert.pem"),
+			"--key", filepath.Join(certDir, a.cert+"-key.pem"))
 	}
 	if c.source != "" {
 		args = append(args, "--source", c.source)
@@ -722,7 +1016,7 @@ func runSASLScript(ctx context.Context, srv *server, c saslCase, secret, authzid
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+work, "SASL_SECRET="+secret)
+	cmd.Env = append(os.Environ(), "TMPDIR="+work, "SASL_SECRET="+a.secret)
 	// As in runClient: on timeout, kill the script's children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -766,6 +1060,63 @@ func TestSASLTraceExchange(t *testing.T) {
 			t.Errorf("%s: exchange %+v is not a PLAIN login of u", tc.name, ex)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("%s: error %v, want one about %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+// TestSASLOAuthExternalChecks checks the exchange checks of the token and
+// certificate mechanisms, and checkUnoffered, on traces made up here.
+func TestSASLOAuthExternalChecks(t *testing.T) {
+	b64 := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return base64.StdEncoding.EncodeToString([]byte(s))
+	}
+	report := "S: + " + b64(`{"status":"invalid_token","schemes":"bearer"}`) + "\n"
+	bearer := "n,a=u,\x01host=h\x01port=110\x01auth=Bearer tok\x01\x01"
+	xoauth := "user=u\x01auth=Bearer tok\x01\x01"
+	for _, tc := range []struct {
+		name, mech, trace string
+		ok                bool   // the login succeeded
+		authzid           string // for EXTERNAL
+		wantErr           string // "" for an exchange the check accepts
+	}{
+		{"bearer", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64(bearer) + "\nS: +OK\n", true, "", ""},
+		{"bearer after challenge", "OAUTHBEARER", "C: AUTH OAUTHBEARER\nS: + \nC: " + b64(bearer) + "\nS: +OK\n", true, "", ""},
+		{"bearer refused", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64(bearer) + "\n" + report + "C: AQ==\nS: -ERR [AUTH] no\n", false, "", ""},
+		{"bearer no GS2 header", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64("\x01auth=Bearer tok\x01\x01") + "\nS: +OK\n", true, "", "GS2 header"},
+		{"bearer other user", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64("n,a=v,\x01auth=Bearer tok\x01\x01") + "\nS: +OK\n", true, "", "GS2 header"},
+		{"bearer other token", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64("n,a=u,\x01auth=Bearer other\x01\x01") + "\nS: +OK\n", true, "", "no \"auth=Bearer tok\""},
+		{"bearer refused without report", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64(bearer) + "\nS: -ERR [AUTH] no\n", false, "", "one error report"},
+		{"bearer wrong dummy", "OAUTHBEARER", "C: AUTH OAUTHBEARER " + b64(bearer) + "\n" + report + "C: \nS: -ERR [AUTH] no\n", false, "", "answered the error report"},
+		{"xoauth2", "XOAUTH2", "C: AUTH XOAUTH2\nS: + \nC: " + b64(xoauth) + "\nS: +OK\n", true, "", ""},
+		{"xoauth2 refused", "XOAUTH2", "C: AUTH XOAUTH2 " + b64(xoauth) + "\n" + report + "C: \nS: -ERR [AUTH] no\n", false, "", ""},
+		{"xoauth2 as bearer", "XOAUTH2", "C: AUTH XOAUTH2 " + b64(bearer) + "\nS: +OK\n", true, "", "want"},
+		{"xoauth2 wrong dummy", "XOAUTH2", "C: AUTH XOAUTH2 " + b64(xoauth) + "\n" + report + "C: AQ==\nS: -ERR [AUTH] no\n", false, "", "answered the error report"},
+		{"external", "EXTERNAL", "C: AUTH EXTERNAL =\nS: +OK\n", true, "", ""},
+		{"external after challenge", "EXTERNAL", "C: AUTH EXTERNAL\nS: + \nC: " + b64("u") + "\nS: +OK\n", true, "u", ""},
+		{"external other authzid", "EXTERNAL", "C: AUTH EXTERNAL " + b64("v") + "\nS: -ERR [AUTH] no\n", false, "u", "want the client to send"},
+	} {
+		ex, err := parseTrace(tc.trace).exchange(tc.mech, false)
+		if err == nil {
+			err = saslExchangeChecks[tc.mech](ex, saslWant{user: "u", secret: "tok", authzid: tc.authzid, ok: tc.ok})
+		}
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s: error %v, want one about %q", tc.name, err, tc.wantErr)
+		}
+	}
+
+	for _, tc := range []struct{ name, out, wantErr string }{
+		{"not listed", "S: SASL PLAIN LOGIN\nFAIL\n", ""},
+		{"script says so", "ERROR: CAPA SASL ['PLAIN'] lacks EXTERNAL\n", ""},
+		{"listed", "S: SASL PLAIN EXTERNAL\n", "offered"},
+		{"auth sent", "S: SASL PLAIN\nC: AUTH EXTERNAL\nS: -ERR\n", "sent"},
+		{"no capability", "C: CAPA\nS: -ERR\n", "no SASL capability"},
+	} {
+		err := checkUnoffered(tc.out, "EXTERNAL")
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("checkUnoffered, %s: error %v, want one about %q", tc.name, err, tc.wantErr)
 		}
 	}
 }

@@ -83,6 +83,24 @@ func startServer(t *testing.T) *server {
 // example with its own certificate in tls/).
 func startServerIn(t *testing.T, data string) *server {
 	t.Helper()
+	return startServerArgs(t, data)
+}
+
+// startServerConfig is startServerIn with a configuration file holding
+// config (TOML, see popbox.example.toml), passed as -c. The data directory
+// and the listeners are still set by flags, which take precedence.
+func startServerConfig(t *testing.T, data, config string) *server {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "popbox.toml")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startServerArgs(t, data, "-c", file)
+}
+
+// startServerArgs starts popbox serve with more arguments.
+func startServerArgs(t *testing.T, data string, args ...string) *server {
+	t.Helper()
 	bin, err := popboxBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -90,8 +108,8 @@ func startServerIn(t *testing.T, data string) *server {
 	s := &server{bin: bin, data: data, log: newServerLog()}
 	s.cafile = filepath.Join(s.data, "tls", "cert.pem")
 	// --allow-root: CI runs the tests as root.
-	cmd := exec.Command(bin, "serve", "--allow-root", "--data", s.data,
-		"--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"serve", "--allow-root", "--data", s.data,
+		"--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"}, args...)...)
 	cmd.Stderr = s.log
 	cmd.Stdout = s.log
 	cmd.WaitDelay = stopTimeout

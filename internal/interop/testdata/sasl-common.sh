@@ -8,10 +8,13 @@
 #   --user U            the authentication identity
 #   --mech M            the SASL mechanism, as in AUTH (PLAIN, LOGIN, SCRAM-SHA-256, ...)
 #   --authzid Z         an authorization identity, for the mechanisms that carry one
+#   --cert F --key F    present this TLS client certificate and key (PEM), for
+#                       EXTERNAL
 #   --source A          connect from local address A (e.g. 127.0.0.12)
 #   --timeout S         kill the client after S seconds (default 45)
-# and reads the password (or, for token mechanisms, the token) from the
-# environment variable SASL_SECRET, to keep it off command lines.
+# and reads the password (or, for OAUTHBEARER and XOAUTH2, the bearer token)
+# from the environment variable SASL_SECRET, to keep it off command lines;
+# EXTERNAL has none (SASL_SECRET set but empty).
 #
 # The client logs in with that mechanism and nothing else, then at least
 # counts the messages. The script prints:
@@ -25,6 +28,7 @@
 
 parse_sasl_args() {
   HOST=127.0.0.1 PORT="" TLS=none CAFILE="" USER_="" MECH="" AUTHZID="" SOURCE="" TIMEOUT=45
+  CERT="" KEY=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --host) HOST="$2"; shift 2;;
@@ -34,6 +38,8 @@ parse_sasl_args() {
       --user) USER_="$2"; shift 2;;
       --mech) MECH="$2"; shift 2;;
       --authzid) AUTHZID="$2"; shift 2;;
+      --cert) CERT="$2"; shift 2;;
+      --key) KEY="$2"; shift 2;;
       --source) SOURCE="$2"; shift 2;;
       --timeout) TIMEOUT="$2"; shift 2;;
       *) echo "unknown option: $1" >&2; exit 2;;
@@ -45,6 +51,9 @@ parse_sasl_args() {
   fi
   if [ "$TLS" != none ] && [ -z "$CAFILE" ]; then
     echo "usage: --tls $TLS needs --cafile" >&2; exit 2
+  fi
+  if [ -z "$CERT" ] && [ -n "$KEY" ] || [ -n "$CERT" ] && { [ -z "$KEY" ] || [ "$TLS" = none ]; }; then
+    echo "usage: --cert and --key go together, and need TLS" >&2; exit 2
   fi
   WORK="$(mktemp -d "${TMPDIR:-/tmp}/sasl-client.XXXXXX")"
   trap 'rm -rf "$WORK"' EXIT

@@ -2,9 +2,11 @@
 """Log in to a POP3 server with one SASL mechanism through Python's poplib.
 
 sasl-poplib.py --host H --port P --tls none|stls|pop3s [--cafile F] --user U
-               --mech PLAIN|LOGIN|SCRAM-SHA-256|SCRAM-SHA-256-PLUS [--authzid Z]
-               [--source LOCAL-ADDRESS]
-The password is read from the environment variable SASL_SECRET.
+               --mech PLAIN|LOGIN|SCRAM-SHA-256|SCRAM-SHA-256-PLUS|
+                      OAUTHBEARER|XOAUTH2|EXTERNAL [--authzid Z]
+               [--cert F --key F] [--source LOCAL-ADDRESS]
+The password, or the bearer token, is read from the environment variable
+SASL_SECRET.
 
 poplib has no SASL support, so the AUTH exchange (RFC 5034) is driven with
 poplib's own command primitives, and the mechanisms are written here from
@@ -17,6 +19,18 @@ TLS channel with tls-server-end-point (RFC 5929 §4): the hash of the server's
 certificate. Python's ssl module offers no keying-material exporter, so
 tls-exporter (RFC 9266) is out of reach here.
 
+OAUTHBEARER (RFC 7628) sends a GS2 header naming the user, "n,a=USER,", and
+"auth=Bearer TOKEN"; XOAUTH2 (Google's) sends "user=USER" and the same
+auth. A refused token is answered with a challenge, the JSON error report
+of RFC 7628 §3.2.2, to which the client sends the dummy response (%x01 for
+OAUTHBEARER, an empty line for XOAUTH2) and then gets -ERR. EXTERNAL
+(RFC 4422 Appendix A) presents the TLS client certificate given by --cert
+and --key and sends the authorization identity, "=" (empty) if none.
+
+An initial response goes on the AUTH line only if that line stays within
+255 octets (RFC 5034 §4, RFC 2449 §4); otherwise it answers the server's
+empty challenge.
+
 After the login: STAT and UIDL, whose counts must agree, then QUIT. poplib's
 debug trace (set_debuglevel(2)) is printed; sasl-poplib.sh rewrites it.
 Exit status: 0 logged in and counted, 1 refused or failed.
@@ -25,6 +39,7 @@ import argparse
 import base64
 import hashlib
 import hmac
+import json
 import os
 import poplib
 import socket
@@ -108,15 +123,33 @@ def server_end_point(p):
     return hashlib.sha256(der).digest()
 
 
+def sasl_name(name):
+    """RFC 5801 §4: "," and "=" in a GS2 authzid are escaped."""
+    return name.replace("=", "=3D").replace(",", "=2C")
+
+
+def oauth_error(dummy):
+    """The answer to an OAuth error report (RFC 7628 §3.2.2): print it and
+    return the dummy response; the server then sends -ERR."""
+    def answer(challenge):
+        report = json.loads(challenge)
+        print("OAUTH-ERROR %s" % json.dumps(report, sort_keys=True))
+        if report.get("status") in (None, "success"):
+            raise SystemExit("OAuth error report without an error status: %r" % report)
+        return dummy
+    return answer
+
+
 def authenticate(p, mech, user, password, authzid):
     """Run AUTH mech; return the final +OK line or raise poplib.error_proto."""
+    ir = None   # the initial response, if the mechanism starts with one
+    answers = []
+    optional = 0  # answers at the end the server may not ask for
     if mech == "PLAIN":
-        resp = p._shortcmd("AUTH PLAIN " + b64(plain(user, password, authzid)[0]))
-        answers = []
+        ir = plain(user, password, authzid)[0]
     elif mech == "LOGIN":
         if authzid:
             raise SystemExit("LOGIN has no authorization identity")
-        resp = p._shortcmd("AUTH LOGIN")
         answers = [user.encode("utf-8"), password.encode("utf-8")]
     elif mech in ("SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"):
         cbind = None
@@ -125,10 +158,34 @@ def authenticate(p, mech, user, password, authzid):
                 raise SystemExit("%s needs TLS" % mech)
             cbind = ("tls-server-end-point", server_end_point(p))
         scram = SCRAM(user, password, authzid, cbind)
-        resp = p._shortcmd("AUTH %s %s" % (mech, b64(scram.first())))
+        ir = scram.first()
         answers = [scram.final, scram.verify]
+    elif mech == "OAUTHBEARER":
+        # RFC 7628 §3.1: gs2-header kvsep *kvpair kvsep. The authzid is the
+        # user; host and port are optional and left out.
+        ir = ("n,a=%s,\x01auth=Bearer %s\x01\x01" % (sasl_name(authzid or user), password)).encode("utf-8")
+        answers, optional = [oauth_error(b"\x01")], 1
+    elif mech == "XOAUTH2":
+        ir = ("user=%s\x01auth=Bearer %s\x01\x01" % (authzid or user, password)).encode("utf-8")
+        answers, optional = [oauth_error(b"")], 1
+    elif mech == "EXTERNAL":
+        if not isinstance(p.sock, ssl.SSLSocket):
+            raise SystemExit("EXTERNAL needs TLS")
+        ir = authzid.encode("utf-8")
     else:
         raise SystemExit("mechanism %s not implemented here" % mech)
+    cmd = "AUTH " + mech
+    if ir is not None:
+        # RFC 5034 §4: "=" is an empty initial response; one that would make
+        # the line longer than 255 octets with CRLF goes after an empty
+        # challenge instead.
+        arg = b64(ir) or "="
+        if len(cmd) + 1 + len(arg) + 2 <= 255:
+            cmd += " " + arg
+        else:
+            answers.insert(0, ir)
+            print("INITIAL-RESPONSE too long for the AUTH line: sent after the empty challenge")
+    resp = p._shortcmd(cmd)
     # RFC 5034 §4: "+ base64" is a challenge, "+OK" the end.
     while not resp.startswith(b"+OK"):
         if not (resp == b"+" or resp.startswith(b"+ ")) or not answers:
@@ -138,7 +195,7 @@ def authenticate(p, mech, user, password, authzid):
         if callable(answer):
             answer = answer(challenge) or b""
         resp = p._shortcmd(b64(answer))
-    if answers:
+    if len(answers) > optional:
         raise SystemExit("server said +OK before the exchange was complete (%d steps left)" % len(answers))
     return resp
 
@@ -163,6 +220,8 @@ def main():
     ap.add_argument("--user", required=True)
     ap.add_argument("--mech", required=True)
     ap.add_argument("--authzid", default="")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     ap.add_argument("--source")
     ap.add_argument("--timeout", type=float, default=30)
     a = ap.parse_args()
@@ -172,6 +231,8 @@ def main():
     if a.tls != "none":
         ctx = ssl.create_default_context(cafile=a.cafile)
         ctx.check_hostname = False  # the certificate names localhost
+        if a.cert:
+            ctx.load_cert_chain(a.cert, a.key)
     cls = poplib.POP3_SSL if a.tls == "pop3s" else poplib.POP3
     if a.source:
         cls = with_source(cls, a.source)
