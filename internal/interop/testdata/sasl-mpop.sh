@@ -11,8 +11,9 @@
 # OAUTHBEARER and XOAUTH2 are mpop's own (not GNU SASL's); the token comes
 # through --passwordeval like a password. mpop 1.4.18 sends OAUTHBEARER's
 # initial response on the AUTH line however long it is, although RFC 5034 §4
-# forbids an AUTH line over 255 octets (RFC 2449 §4); a server holding to
-# that answers "-ERR line too long", and the script exits 77 (SKIP).
+# forbids an AUTH line over 255 octets (RFC 2449 §4); popbox accepts it, but
+# a server holding to that answers "-ERR line too long", and the script then
+# exits 77 (SKIP).
 #
 # EXTERNAL: --cert/--key go to --tls-cert-file/--tls-key-file, and the
 # authorization identity is mpop's --user (mpop has no other authzid
