@@ -140,9 +140,10 @@ func TestIntegration(t *testing.T) {
 		if caps.Has("STLS") || !caps.Has("PIPELINING") {
 			t.Errorf("capabilities after STLS: %v", caps)
 		}
+		// On TLS the server offers the channel-bound variant too.
 		mech := popsasl.Strongest(caps.SASL(), nil)
-		if mech != popsasl.SCRAMSHA256 {
-			t.Fatalf("Strongest(%v) = %q, want SCRAM-SHA-256", caps.SASL(), mech)
+		if mech != popsasl.SCRAMSHA256Plus {
+			t.Fatalf("Strongest(%v) = %q, want SCRAM-SHA-256-PLUS", caps.SASL(), mech)
 		}
 		if err := c.Auth(ctx, popsasl.NewPlainClient("", "alice", alicePass)); err != nil {
 			t.Fatal(err)
@@ -246,6 +247,36 @@ func TestIntegration(t *testing.T) {
 			t.Error(err)
 		}
 	})
+
+	// SCRAM-SHA-256-PLUS with each channel binding type, end to end
+	// through the server's SASL, backend and user database.
+	for _, typ := range []string{popsasl.TLSExporter, popsasl.TLSServerEndPoint} {
+		t.Run("implicit TLS, SCRAM-SHA-256-PLUS "+typ, func(t *testing.T) {
+			c, err := DialTLS(ctx, p.tlsAddr, p.clientTLS, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			st, _ := c.TLSConnectionState()
+			cb, err := popsasl.ChannelBindingFromTLS(st, typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := popsasl.NewSCRAMSHA256Client("alice", alicePass, cb)
+			if err := c.Auth(ctx, m); err != nil {
+				t.Fatalf("AUTH %s with %s: %v", popsasl.SCRAMSHA256Plus, typ, err)
+			}
+			if err := m.(popsasl.MutualAuthenticator).ServerVerified(); err != nil {
+				t.Error(err)
+			}
+			if count, _, err := c.Stat(ctx); err != nil || count != n {
+				t.Errorf("STAT = %d, %v; want %d", count, err, n)
+			}
+			if err := c.Quit(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 
 	t.Run("wrong password", func(t *testing.T) {
 		c, err := Dial(ctx, p.addr, nil)

@@ -464,3 +464,43 @@ func TestAUTHEmptyContinuation(t *testing.T) {
 		t.Errorf("login with an empty user name: %q, want %q", got, authFailed)
 	}
 }
+
+// TestTLSResumption: TLS session resumption works (POP3 clients reconnect
+// often), and SCRAM-SHA-256-PLUS with tls-server-end-point works on a
+// resumed session too, which sends no certificate.
+func TestTLSResumption(t *testing.T) {
+	b := newHistoryBackend(t)
+	ts := newTestServer(t, b.memBackend, serverOpts{configure: func(s *Server) { s.Backend = b }})
+	cfg := clientTLSConfig()
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i, want := range []bool{false, true, true} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: ioTimeout}, "tcp", ts.tlsAddr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &testClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+		c.readGreeting() // TLS 1.3 tickets arrive after the handshake
+		if got := conn.ConnectionState().DidResume; got != want {
+			t.Errorf("connection %d: resumed %v, want %v", i, got, want)
+		}
+		for _, typ := range []string{sasl.TLSServerEndPoint, sasl.TLSExporter} {
+			cb, err := sasl.ChannelBindingFromTLS(conn.ConnectionState(), typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := saslLogin(t, c, sasl.SCRAMSHA256Plus, sasl.NewSCRAMSHA256Client("alice", alicePass, cb)); got != aliceLoggedIn() {
+				t.Errorf("connection %d (resumed %v): SCRAM-SHA-256-PLUS with %s: %q", i, want, typ, got)
+			}
+			c.cmd("QUIT")
+			c.expectClosed()
+			if typ == sasl.TLSServerEndPoint {
+				conn, err = tls.DialWithDialer(&net.Dialer{Timeout: ioTimeout}, "tcp", ts.tlsAddr, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = &testClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+				c.readGreeting()
+			}
+		}
+	}
+}

@@ -187,6 +187,7 @@ type Server struct {
 	done       chan struct{} // closed by Shutdown/Close
 	wg         sync.WaitGroup
 	penalties  *penaltyTable
+	tlsBase    *tls.Config             // TLSConfig with per-connection hooks (tlsconn.go)
 	perIP      map[netip.Addr]*ipConns // under mu
 }
 
@@ -232,6 +233,9 @@ func (s *Server) init() {
 			rand.Read(s.SCRAMSecret)
 		}
 		s.penalties = newPenaltyTable(penaltyMaxEntries, penaltyIdle)
+		if s.TLSConfig != nil {
+			s.tlsBase = s.tlsBaseConfig()
+		}
 		s.perIP = make(map[netip.Addr]*ipConns)
 		if s.Hostname == "" {
 			s.Hostname = "localhost"

@@ -60,9 +60,11 @@ type session struct {
 	r   *bufio.Reader
 	w   *bufio.Writer
 	tls *tls.ConnectionState
-	// localCert is the certificate the TLS handshake sent, for
-	// SCRAM-SHA-256-PLUS with tls-server-end-point.
-	localCert atomic.Pointer[tls.Certificate]
+	// endPoint is the tls-server-end-point channel binding (RFC 5929 §4)
+	// of this connection's certificate, for SCRAM-SHA-256-PLUS: set when
+	// the handshake picks the certificate, or from the session ticket of a
+	// resumed session (tlsconn.go).
+	endPoint atomic.Pointer[[]byte]
 
 	state   state
 	user    string // from USER, until PASS
@@ -310,7 +312,8 @@ func (s *session) finish() {
 }
 
 func (s *session) handshake(timeout time.Duration) error {
-	tc := tls.Server(s.conn, s.tlsConfig())
+	// The wrapper lets the server's GetConfigForClient find this session.
+	tc := tls.Server(sessionConn{s.conn, s}, s.srv.tlsBase)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -327,43 +330,6 @@ func (s *session) handshake(timeout time.Duration) error {
 	return nil
 }
 
-// tlsConfig is the server's TLS configuration with certificate selection
-// wrapped to remember the certificate this connection gets: the
-// tls-server-end-point channel binding (RFC 5929 §4) is its hash, and
-// crypto/tls does not tell a server which certificate it sent.
-func (s *session) tlsConfig() *tls.Config {
-	cfg := s.srv.TLSConfig.Clone()
-	get, certs := cfg.GetCertificate, cfg.Certificates
-	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		var c *tls.Certificate
-		if get != nil {
-			var err error
-			if c, err = get(hello); err != nil {
-				return nil, err
-			}
-		}
-		if c == nil {
-			// What crypto/tls does without GetCertificate: the first
-			// certificate that suits the client, else the first.
-			for i := range certs {
-				if hello.SupportsCertificate(&certs[i]) == nil {
-					c = &certs[i]
-					break
-				}
-			}
-			if c == nil && len(certs) > 0 {
-				c = &certs[0]
-			}
-		}
-		if c == nil {
-			return nil, errors.New("pop3server: no certificate configured")
-		}
-		s.localCert.Store(c)
-		return c, nil
-	}
-	return cfg
-}
-
 // channelBinding returns this connection's channel binding data of a type
 // for SCRAM-SHA-256-PLUS.
 func (s *session) channelBinding(typ string) ([]byte, error) {
@@ -376,12 +342,11 @@ func (s *session) channelBinding(typ string) ([]byte, error) {
 		// master secret, where the exporter would not be unique.
 		return s.tls.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
 	case popsasl.TLSServerEndPoint:
-		c := s.localCert.Load()
-		if c == nil || len(c.Certificate) == 0 {
-			// A resumed session: no certificate was sent.
-			return nil, errors.New("certificate unknown on a resumed TLS session")
+		h := s.endPoint.Load()
+		if h == nil {
+			return nil, errors.New("no tls-server-end-point binding for this certificate")
 		}
-		return popsasl.ServerEndPointHash(c.Certificate[0])
+		return *h, nil
 	}
 	return nil, fmt.Errorf("unsupported channel binding type %q", typ)
 }

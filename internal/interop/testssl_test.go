@@ -77,8 +77,11 @@ func TestTestSSL(t *testing.T) {
 			counts := map[string]int{}
 			for _, f := range findings {
 				counts[f.Severity]++
-				if f.Severity == "HIGH" || f.Severity == "CRITICAL" {
+				switch f.Severity {
+				case "HIGH", "CRITICAL":
 					t.Errorf("testssl %s: %s %s: %s", tc.name, f.Severity, f.ID, f.Finding)
+				case "MEDIUM", "LOW":
+					t.Logf("testssl %s: %s %s: %s", tc.name, f.Severity, f.ID, f.Finding)
 				}
 			}
 			t.Logf("testssl %s severities: %v", tc.name, counts)
