@@ -80,6 +80,7 @@ type Config struct {
 	POP3    POP3    `toml:"pop3"`
 	TLS     TLS     `toml:"tls"`
 	OAuth   OAuth   `toml:"oauth"`
+	LMTP    LMTP    `toml:"lmtp"`
 	Log     Log     `toml:"log"`
 	Process Process `toml:"process"`
 }
@@ -161,6 +162,25 @@ type TLS struct {
 	ClientCertUser string `toml:"client_cert_user"`
 }
 
+// LMTP configures mail intake from an MTA (RFC 2033).
+type LMTP struct {
+	// Socket is the Unix socket path, relative to DataDir unless
+	// absolute; "" disables it.
+	Socket string `toml:"socket"`
+	// SocketMode is the socket's permission bits, in octal ("0660").
+	SocketMode string `toml:"socket_mode"`
+	// SocketGroup becomes the socket's group (e.g. "postfix").
+	SocketGroup string `toml:"socket_group"`
+	// Listen is an optional TCP address, loopback only.
+	Listen             string `toml:"listen"`
+	MaxMessageSize     int    `toml:"max_message_size"`
+	MaxRecipients      int    `toml:"max_recipients"`
+	MaxConnections     int    `toml:"max_connections"`
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+	QuotaPermanent     bool   `toml:"quota_permanent"`
+	DeliveryHeaders    bool   `toml:"delivery_headers"`
+}
+
 // OAuth configures OAUTHBEARER and XOAUTH2: bearer tokens checked against
 // a JWKS file or an RFC 7662 introspection endpoint.
 type OAuth struct {
@@ -234,6 +254,14 @@ func Default() Config {
 			MaxUnauthenticatedPerIP: 10,
 		},
 		TLS: TLS{ClientCertUser: "cn"},
+		LMTP: LMTP{
+			Socket:          "lmtp.sock",
+			SocketMode:      "0660",
+			MaxMessageSize:  50 << 20,
+			MaxRecipients:   100,
+			MaxConnections:  100,
+			DeliveryHeaders: true,
+		},
 		Log: Log{Level: "info", Format: "text"},
 	}
 }

@@ -145,6 +145,35 @@ func (c Config) check() []*Error {
 		bad("pop3.login_delay", "must not be negative, not %s", d)
 	}
 
+	l := c.LMTP
+	if m, err := strconv.ParseUint(l.SocketMode, 8, 32); err != nil || m > 0o777 || m&0o200 == 0 {
+		bad("lmtp.socket_mode", "%q is not an octal mode with owner write permission, such as \"0660\"", l.SocketMode)
+	}
+	if strings.ContainsRune(l.Socket, 0) {
+		bad("lmtp.socket", "must not contain a NUL byte")
+	}
+	if l.Listen != "" {
+		if msg := checkListen(l.Listen); msg != "" {
+			bad("lmtp.listen", "%s", msg)
+		} else if host, _, _ := net.SplitHostPort(l.Listen); host != "localhost" && !isLoopbackIP(host) {
+			// LMTP has no authentication: anyone who can connect can
+			// deliver to any user.
+			bad("lmtp.listen", "%q is not a loopback address: LMTP has no authentication, use the socket (or a loopback address)", l.Listen)
+		}
+	}
+	if l.MaxMessageSize < 1024 {
+		bad("lmtp.max_message_size", "must be at least 1024, not %d", l.MaxMessageSize)
+	}
+	if l.MaxRecipients < 1 {
+		bad("lmtp.max_recipients", "must be at least 1, not %d", l.MaxRecipients)
+	}
+	if l.MaxConnections < 1 {
+		bad("lmtp.max_connections", "must be at least 1, not %d", l.MaxConnections)
+	}
+	if strings.ContainsFunc(l.RecipientDelimiter, func(r rune) bool { return r <= ' ' || r == '@' || r > '~' }) {
+		bad("lmtp.recipient_delimiter", "%q: use printable ASCII characters other than '@', such as \"+\"", l.RecipientDelimiter)
+	}
+
 	o := c.OAuth
 	if o.JWKSFile != "" && o.Issuer == "" {
 		bad("oauth.issuer", "required with oauth.jwks_file: a token is accepted only from its issuer")
@@ -169,6 +198,11 @@ func (c Config) check() []*Error {
 		bad("log.format", "must be one of text, json, not %q", c.Log.Format)
 	}
 	return errs
+}
+
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkListen returns why addr is not a usable listen address, or "" when

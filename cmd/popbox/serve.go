@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/popbox/popbox/config"
 	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/internal/privdrop"
+	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/tlsconf"
 )
@@ -115,6 +117,23 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	}
 	if len(ls) == 0 {
 		return withCode(exitConfig, errors.New("no listener configured (pop3.listen and pop3.listen_tls are both empty)"))
+	}
+	// LMTP over TCP is bound here too (its port, 24, is privileged); its
+	// Unix socket is made later, by the user that owns the data directory.
+	var lmtpListeners []net.Listener
+	defer func() {
+		if !serving {
+			for _, l := range lmtpListeners {
+				l.Close()
+			}
+		}
+	}()
+	if cfg.LMTP.Listen != "" {
+		l, err := net.Listen("tcp", cfg.LMTP.Listen)
+		if err != nil {
+			return fmt.Errorf("listening for lmtp: %w", err)
+		}
+		lmtpListeners = append(lmtpListeners, l)
 	}
 
 	switch {
@@ -217,6 +236,30 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		srv.AuthFailureDelayMax = -1 // configured as 0: a constant delay
 	}
 
+	intake := &lmtp.Server{
+		Store:             st,
+		Users:             lmtp.AddressResolver{Delimiters: cfg.LMTP.RecipientDelimiter, Lookup: app.RecipientLookup(users)},
+		Hostname:          cfg.POP3.Hostname,
+		MaxMessageBytes:   int64(cfg.LMTP.MaxMessageSize),
+		MaxRecipients:     cfg.LMTP.MaxRecipients,
+		MaxConnections:    cfg.LMTP.MaxConnections,
+		QuotaPermanent:    cfg.LMTP.QuotaPermanent,
+		NoDeliveryHeaders: !cfg.LMTP.DeliveryHeaders,
+		Logger:            log.With("proto", "lmtp"),
+	}
+	if cfg.LMTP.Socket != "" {
+		path := cfg.LMTP.Socket
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(string(data), path)
+		}
+		mode, _ := strconv.ParseUint(cfg.LMTP.SocketMode, 8, 32) // validated by config
+		l, err := lmtp.ListenUnix(path, lmtp.SocketOptions{Mode: fs.FileMode(mode), Group: cfg.LMTP.SocketGroup})
+		if err != nil {
+			return withCode(exitConfig, fmt.Errorf("lmtp.socket: %w", err))
+		}
+		lmtpListeners = append(lmtpListeners, l)
+	}
+
 	password, err := app.Bootstrap(ctx, users, st)
 	if err != nil {
 		return err
@@ -241,6 +284,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		}
 		go func() { errc <- serveOn(l.l) }()
 	}
+	lmtpErrc := make(chan error, len(lmtpListeners))
+	for _, l := range lmtpListeners {
+		log.Info("listening", "proto", "lmtp", "addr", l.Addr().String())
+		go func() { lmtpErrc <- intake.Serve(l) }()
+	}
 
 	for {
 		select {
@@ -256,7 +304,14 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		case err := <-errc:
 			if !errors.Is(err, pop3server.ErrServerClosed) {
 				srv.Close()
+				intake.Close()
 				return err
+			}
+		case err := <-lmtpErrc:
+			if !errors.Is(err, lmtp.ErrServerClosed) {
+				srv.Close()
+				intake.Close()
+				return fmt.Errorf("lmtp: %w", err)
 			}
 		case <-ctx.Done():
 			// A second SIGTERM or Ctrl-C during the grace period ends the
@@ -265,8 +320,16 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			log.Info("shutting down", "grace", cfg.POP3.ShutdownGrace.Duration)
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.POP3.ShutdownGrace.Duration)
 			defer cancel()
+			// Intake stops with the POP3 side: a delivery in progress
+			// finishes and is answered, new ones get 421 and are retried
+			// by the MTA.
+			intakeDone := make(chan error, 1)
+			go func() { intakeDone <- intake.Shutdown(sctx) }()
 			if err := srv.Shutdown(sctx); err != nil {
 				log.Warn("grace period over, remaining sessions closed without applying deletions")
+			}
+			if err := <-intakeDone; err != nil {
+				log.Warn("grace period over, remaining LMTP sessions closed", "err", err)
 			}
 			log.Info("stopped")
 			return nil

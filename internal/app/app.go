@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/sasl"
 	"github.com/popbox/popbox/store"
@@ -281,3 +282,20 @@ const welcomeMessage = "From: popbox <postmaster@localhost>\n" +
 	"Add users with `popbox user add NAME` and deliver mail with\n" +
 	"`popbox deliver NAME < message`. Your mail client can now fetch\n" +
 	"this mailbox over POP3.\n"
+
+// RecipientLookup returns the canonical user of an LMTP recipient's name
+// (lmtp.AddressResolver's Lookup): an unknown or invalid name is
+// lmtp.ErrUnknownRecipient, so the MTA bounces it at RCPT. A disabled
+// account still gets mail, as with popbox deliver.
+func RecipientLookup(users *userdb.DB) func(ctx context.Context, name string) (string, error) {
+	return func(ctx context.Context, name string) (string, error) {
+		u, err := users.Get(ctx, name)
+		if errors.Is(err, userdb.ErrNotFound) || errors.Is(err, userdb.ErrInvalidName) {
+			return "", fmt.Errorf("%w: %w", lmtp.ErrUnknownRecipient, err)
+		}
+		if err != nil {
+			return "", err
+		}
+		return u.Name, nil
+	}
+}

@@ -99,6 +99,12 @@ func TestAuthMechanisms(t *testing.T) {
 					if _, _, err := cl.Stat(ctx); err != nil {
 						t.Fatalf("STAT after login: %v", err)
 					}
+					// QUIT, not just Close: its reply comes after the
+					// maildrop is unlocked, so the next login cannot meet
+					// [IN-USE] from this session.
+					if err := cl.Quit(ctx); err != nil {
+						t.Fatalf("QUIT: %v", err)
+					}
 					return
 				}
 				var pe *pop3client.Error
