@@ -39,8 +39,8 @@ func processCPU(t *testing.T) time.Duration {
 // TestUnknownUserTimingMatchesWrongPassword measures, end to end through
 // the real server, Backend and user database with the default argon2id
 // parameters, how long USER/PASS takes to be refused for each kind of bad
-// credentials, and requires the same reply after the same time: medians
-// within [0.8, 1.25] of a wrong password's. Otherwise the time of the reply
+// credentials, and requires the same reply after the same time: within
+// [0.8, 1.25] of a wrong password's. Otherwise the time of the reply
 // would tell an attacker which accounts exist, are disabled, or have had an
 // app password revoked.
 //
@@ -51,13 +51,13 @@ func processCPU(t *testing.T) time.Duration {
 // drift in the machine's load, and the background write that records the
 // failures of existing users, spread over all of them alike.
 //
-// Two measures are compared, each by its medians. The CPU time the process
-// spends on a login is the work done, which other processes on the machine
-// do not change: its medians must agree in every batch of samples. The
-// wall-clock time is what an attacker sees, and also catches waiting (a
-// sleep, a lock) that costs no CPU; but on a busy machine (other test
-// binaries run in parallel in CI) a batch's medians can differ by more than
-// 25% while the work does not. Then the test measures another batch, at
+// Two measures are compared. The CPU time the process spends on a login is
+// the work done, which other processes on the machine do not change: its
+// medians must agree in every batch of samples. The wall-clock time is what
+// an attacker sees, and also catches waiting (a sleep, a lock) that costs
+// no CPU; it is compared at the 10th percentile, since load only adds to
+// it (the medians differed by up to 1.5x under CI's load while the work did
+// not). If it is out of bounds anyway, the test measures another batch, at
 // most maxBatches in all: a real difference shows in every batch.
 func TestUnknownUserTimingMatchesWrongPassword(t *testing.T) {
 	const (
@@ -179,26 +179,31 @@ func TestUnknownUserTimingMatchesWrongPassword(t *testing.T) {
 		{"disabled account, right password", "carol", "carol-secret"},
 	}
 	const want = "-ERR [AUTH] invalid user name or password"
-	median := func(ss []timingSample, f func(timingSample) time.Duration) time.Duration {
+	// quantile q of one measure. Reply times are compared at their tenth
+	// percentile: a busy machine (CI runs other test packages beside this
+	// one) only ever adds time, so the fast end is where the server's own
+	// work shows, while the median wandered by up to 1.5x between kinds
+	// under load. CPU times are compared at the median.
+	quantile := func(ss []timingSample, f func(timingSample) time.Duration, q float64) time.Duration {
 		var ds []time.Duration
 		for _, s := range ss {
 			ds = append(ds, f(s))
 		}
 		slices.Sort(ds)
-		return ds[len(ds)/2]
+		return ds[int(q*float64(len(ds)-1))]
 	}
 	wall := func(s timingSample) time.Duration { return s.wall }
 	cpu := func(s timingSample) time.Duration { return s.cpu }
-	// compare checks the medians of one measure against the reference's
+	// compare checks quantile q of one measure against the reference's
 	// and returns what is out of bounds.
-	compare := func(samples [][]timingSample, measure string, f func(timingSample) time.Duration) (report, bad []string) {
-		ref := median(samples[0], f)
+	compare := func(samples [][]timingSample, measure string, f func(timingSample) time.Duration, q float64) (report, bad []string) {
+		ref := quantile(samples[0], f, q)
 		for k, kind := range kinds {
-			m := median(samples[k], f)
+			m := quantile(samples[k], f, q)
 			ratio := float64(m) / float64(ref)
 			report = append(report, fmt.Sprintf("  %-34s %9v  %.3f", kind.name, m.Round(time.Microsecond), ratio))
 			if ratio < minRatio || ratio > maxRatio {
-				bad = append(bad, fmt.Sprintf("%s: median %s %v, %.2f times a wrong password's (%v), want within [%.2f, %.2f]",
+				bad = append(bad, fmt.Sprintf("%s: %s %v, %.2f times a wrong password's (%v), want within [%.2f, %.2f]",
 					kind.name, measure, m, ratio, ref, minRatio, maxRatio))
 			}
 		}
@@ -228,9 +233,9 @@ func TestUnknownUserTimingMatchesWrongPassword(t *testing.T) {
 				}
 			}
 		}
-		wallReport, wallBad := compare(samples, "reply time", wall)
-		cpuReport, cpuBad := compare(samples, "CPU time", cpu)
-		t.Logf("batch %d: %d samples of each kind in %v; medians and ratios to a wrong password's:\nreply time\n%s\nCPU time\n%s",
+		wallReport, wallBad := compare(samples, "reply time (10th percentile)", wall, 0.1)
+		cpuReport, cpuBad := compare(samples, "CPU time (median)", cpu, 0.5)
+		t.Logf("batch %d: %d samples of each kind in %v; ratios to a wrong password's:\nreply time, 10th percentile\n%s\nCPU time, median\n%s",
 			batch, rounds, time.Since(start).Round(time.Millisecond),
 			strings.Join(wallReport, "\n"), strings.Join(cpuReport, "\n"))
 		if len(wallBad) == 0 && len(cpuBad) == 0 {
