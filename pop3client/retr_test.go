@@ -469,10 +469,12 @@ func TestDeadline(t *testing.T) {
 	})
 	t.Run("Timeout renewed while the body flows", func(t *testing.T) {
 		t.Parallel()
-		const chunks = 12
+		// Gaps well under the timeout, a total well over it; generous so
+		// that a loaded machine (CI) does not stretch a gap past it.
+		const chunks, gap, timeout = 8, 150 * time.Millisecond, time.Second
 		trickle := func(conn net.Conn, r *bufio.Reader) (net.Conn, *bufio.Reader, error) {
 			for i := range chunks {
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(gap)
 				if _, err := fmt.Fprintf(conn, "line %d\r\n", i); err != nil {
 					return conn, r, err
 				}
@@ -480,10 +482,10 @@ func TestDeadline(t *testing.T) {
 			_, err := io.WriteString(conn, ".\r\n")
 			return conn, r, err
 		}
-		c := dialFake(t, greet, []step{{recv: "RETR 1\r\n", send: "+OK\r\n", do: trickle}}, &Options{Timeout: 300 * time.Millisecond})
+		c := dialFake(t, greet, []step{{recv: "RETR 1\r\n", send: "+OK\r\n", do: trickle}}, &Options{Timeout: timeout})
 		body, err := readBody(c.Retr(context.Background(), 1))
 		if err != nil {
-			t.Fatalf("a body arriving over %v with a 300ms Timeout: %v", chunks*50*time.Millisecond, err)
+			t.Fatalf("a body arriving over %v with a %v Timeout: %v", chunks*gap, timeout, err)
 		}
 		if n := strings.Count(body, "\r\n"); n != chunks {
 			t.Errorf("%d lines, want %d", n, chunks)
