@@ -124,7 +124,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 			})
 		},
 	}
-	cmd.AddCommand(add, passwd, del, disable, enable, list, newUserShow(g), newAppPassword(g))
+	cmd.AddCommand(add, passwd, del, disable, enable, list, newUserShow(g), newAppPassword(g), newUserImport(g))
 	groupOnly(cmd)
 	return cmd
 }
