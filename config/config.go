@@ -81,6 +81,7 @@ type Config struct {
 	TLS     TLS     `toml:"tls"`
 	OAuth   OAuth   `toml:"oauth"`
 	LMTP    LMTP    `toml:"lmtp"`
+	Mail    Mail    `toml:"mail"`
 	Log     Log     `toml:"log"`
 	Process Process `toml:"process"`
 }
@@ -160,6 +161,22 @@ type TLS struct {
 	// ClientCertUser is how a client certificate names its user: "cn" or
 	// "email".
 	ClientCertUser string `toml:"client_cert_user"`
+}
+
+// Mail configures what is kept: quotas, deleted mail kept for restoring,
+// and server-side expiry.
+type Mail struct {
+	// QuotaBytes and QuotaMessages are the default per-user limits (0:
+	// none); `popbox user set` overrides them per user.
+	QuotaBytes    int `toml:"quota_bytes"`
+	QuotaMessages int `toml:"quota_messages"`
+	// KeepDeletedDays is how long deleted messages stay restorable.
+	KeepDeletedDays int `toml:"keep_deleted_days"`
+	// ExpireDays deletes messages older than this server-side (RFC 2449
+	// EXPIRE); 0 never.
+	ExpireDays int `toml:"expire_days"`
+	// MaintenanceInterval is how often the purge and expiry job runs.
+	MaintenanceInterval Duration `toml:"maintenance_interval"`
 }
 
 // LMTP configures mail intake from an MTA (RFC 2033).
@@ -253,7 +270,8 @@ func Default() Config {
 			MaxConnectionsPerIP:     50,
 			MaxUnauthenticatedPerIP: 10,
 		},
-		TLS: TLS{ClientCertUser: "cn"},
+		TLS:  TLS{ClientCertUser: "cn"},
+		Mail: Mail{KeepDeletedDays: 7, MaintenanceInterval: Duration{time.Hour}},
 		LMTP: LMTP{
 			Socket:          "lmtp.sock",
 			SocketMode:      "0660",

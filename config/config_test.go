@@ -490,6 +490,7 @@ func TestValidate(t *testing.T) {
 			"pop3.max_connections_per_ip: must be at least 1, not 0",
 			"pop3.max_unauthenticated_per_ip: must be at least 1, not 0",
 			`tls.client_cert_user: must be cn or email, not ""`,
+			"mail.maintenance_interval: must be at least 1m, not 0s",
 			`lmtp.socket_mode: "" is not an octal mode with owner write permission, such as "0660"`,
 			"lmtp.max_message_size: must be at least 1024, not 0",
 			"lmtp.max_recipients: must be at least 1, not 0",

@@ -145,6 +145,19 @@ func (c Config) check() []*Error {
 		bad("pop3.login_delay", "must not be negative, not %s", d)
 	}
 
+	m := c.Mail
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"mail.quota_bytes", m.QuotaBytes}, {"mail.quota_messages", m.QuotaMessages}, {"mail.keep_deleted_days", m.KeepDeletedDays}, {"mail.expire_days", m.ExpireDays}} {
+		if f.v < 0 {
+			bad(f.key, "must not be negative, not %d", f.v)
+		}
+	}
+	if d := m.MaintenanceInterval.Duration; d < time.Minute {
+		bad("mail.maintenance_interval", "must be at least 1m, not %s", d)
+	}
+
 	l := c.LMTP
 	if m, err := strconv.ParseUint(l.SocketMode, 8, 32); err != nil || m > 0o777 || m&0o200 == 0 {
 		bad("lmtp.socket_mode", "%q is not an octal mode with owner write permission, such as \"0660\"", l.SocketMode)

@@ -53,6 +53,10 @@ func migrations() []string {
 		// 4: disabled accounts keep their mail and settings but cannot
 		// log in, by any mechanism.
 		`ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))`,
+		// 5: per-user quota overrides; NULL means the server's default,
+		// 0 no limit.
+		`ALTER TABLE users ADD COLUMN quota_bytes INTEGER CHECK (quota_bytes >= 0);
+		ALTER TABLE users ADD COLUMN quota_messages INTEGER CHECK (quota_messages >= 0)`,
 	}
 }
 

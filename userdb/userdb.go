@@ -101,6 +101,9 @@ type User struct {
 	PasswordScheme string
 	// Disabled accounts cannot log in (see SetDisabled).
 	Disabled bool
+	// QuotaBytes and QuotaMessages override the server's default quota
+	// for this user; nil keeps the default, 0 means no limit.
+	QuotaBytes, QuotaMessages *int64
 }
 
 // Options configure Open. The zero value means the defaults.
@@ -338,6 +341,31 @@ func (db *DB) SetDisabled(ctx context.Context, name string, disabled bool) error
 	return affectedOne(res, err, "disabling", name)
 }
 
+// SetQuota overrides the server's default quota for name: bytes and
+// messages are the limits (0 for none), nil restores the default for that
+// limit. Errors wrap ErrInvalidName or ErrNotFound.
+func (db *DB) SetQuota(ctx context.Context, name string, bytes, messages *int64) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	for _, v := range []*int64{bytes, messages} {
+		if v != nil && *v < 0 {
+			return fmt.Errorf("userdb: negative quota %d", *v)
+		}
+	}
+	name = Canonical(name)
+	res, err := db.sql.ExecContext(ctx, `UPDATE users SET quota_bytes = ?, quota_messages = ? WHERE name = ?`,
+		nullInt(bytes), nullInt(messages), name)
+	return affectedOne(res, err, "setting the quota of", name)
+}
+
+func nullInt(v *int64) sql.NullInt64 {
+	if v == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: *v, Valid: true}
+}
+
 // affectedOne turns the result of a single-row UPDATE or DELETE into
 // ErrNotFound when no row matched.
 func affectedOne(res sql.Result, err error, what, name string) error {
@@ -357,7 +385,7 @@ func affectedOne(res sql.Result, err error, what, name string) error {
 // List returns all users sorted by name.
 func (db *DB) List(ctx context.Context) ([]User, error) {
 	rows, err := db.sql.QueryContext(ctx,
-		`SELECT name, created, password_hash, disabled FROM users ORDER BY name`)
+		`SELECT name, created, password_hash, disabled, quota_bytes, quota_messages FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("userdb: listing users: %w", err)
 	}
@@ -384,7 +412,7 @@ func (db *DB) Get(ctx context.Context, name string) (User, error) {
 	}
 	name = Canonical(name)
 	u, err := scanUser(db.sql.QueryRowContext(ctx,
-		`SELECT name, created, password_hash, disabled FROM users WHERE name = ?`, name))
+		`SELECT name, created, password_hash, disabled, quota_bytes, quota_messages FROM users WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
@@ -400,8 +428,15 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 		created int64
 		hash    string
 	)
-	if err := row.Scan(&u.Name, &created, &hash, &u.Disabled); err != nil {
+	var qb, qm sql.NullInt64
+	if err := row.Scan(&u.Name, &created, &hash, &u.Disabled, &qb, &qm); err != nil {
 		return User{}, err
+	}
+	if qb.Valid {
+		u.QuotaBytes = &qb.Int64
+	}
+	if qm.Valid {
+		u.QuotaMessages = &qm.Int64
 	}
 	u.Created = time.Unix(created, 0).UTC()
 	u.PasswordScheme = "unknown"

@@ -124,7 +124,7 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 			})
 		},
 	}
-	cmd.AddCommand(add, passwd, del, disable, enable, list, newUserShow(g), newAppPassword(g), newUserImport(g))
+	cmd.AddCommand(add, passwd, del, disable, enable, list, newUserShow(g), newUserSet(g), newAppPassword(g), newUserImport(g))
 	groupOnly(cmd)
 	return cmd
 }
@@ -160,6 +160,7 @@ func newUserShow(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "user:          %s\n", u.Name)
 				fmt.Fprintf(w, "created:       %s UTC\n", u.Created.UTC().Format(dateFormat))
 				fmt.Fprintf(w, "status:        %s\n", status(u))
+				fmt.Fprintf(w, "quota:         %s, messages %s\n", describeLimit(u.QuotaBytes, true), describeLimit(u.QuotaMessages, false))
 				fmt.Fprintf(w, "password:      %s\n", u.PasswordScheme)
 				fmt.Fprintf(w, "app passwords: %d\n", len(apps))
 				printLogins(w, "last logins", hist.Successes)

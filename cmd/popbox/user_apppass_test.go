@@ -133,6 +133,7 @@ func TestUserShow(t *testing.T) {
 	wantFresh := regexp.MustCompile(`^user:          alice
 created:       \d{4}-\d\d-\d\d \d\d:\d\d UTC
 status:        enabled
+quota:         default, messages default
 password:      argon2id
 app passwords: 1
 last logins:
