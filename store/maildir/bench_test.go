@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/popbox/popbox/store"
 )
 
 // fill delivers n small messages to user (fsync off: the setup is not what
@@ -71,5 +73,46 @@ func BenchmarkDeliver(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDeliverQuota: delivery under a quota into a mailbox that already
+// holds 10,000 messages, without fsync: the check reads the totals from the
+// counter, so the cost is that of BenchmarkDeliver/fsync=false.
+func BenchmarkDeliverQuota(b *testing.B) {
+	root := b.TempDir()
+	fill(b, root, "alice", 10_000)
+	q := store.Quota{MaxBytes: 1 << 40, MaxMessages: 1 << 30}
+	s, err := New(root, Options{NoFsync: true, Quota: func(context.Context, string) (store.Quota, error) { return q, nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 64)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := s.Deliver(ctx, "alice", bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkImport: imports with literal UIDLs into a mailbox of 10,000
+// messages, without fsync: the duplicate check reads only what was
+// appended since the previous import.
+func BenchmarkImport(b *testing.B) {
+	root := b.TempDir()
+	fill(b, root, "alice", 10_000)
+	s, err := New(root, Options{NoFsync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.Import(ctx, "alice", strings.NewReader("Subject: x\n\nbody\n"), fmt.Sprintf("X-UIDL-%d", i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,7 +1,10 @@
 // Package maildir is the Maildir implementation of store.Store: one
 // standard Maildir (https://cr.yp.to/proto/maildir.html) per user at
 // root/<user>/Maildir, with new/, cur/ and tmp/ created 0700 on demand, and
-// a few popbox files beside them.
+// a few popbox files beside them, and popbox-trash/ for deleted mail kept
+// for a while. Besides store.Store it implements store.Admin: quotas and
+// usage, retention and restore of deleted mail, expiry, and import with
+// given UIDLs.
 //
 // Implementation notes:
 //
@@ -35,6 +38,63 @@
 //     (its virtual size adds no final CRLF, so it would disagree with ours
 //     by 2) nor mbsync's U= (its own IMAP UID).
 //
+//   - The counter file also keeps the mailbox's running totals (messages and
+//     wire octets in new/ and cur/) and the import floor (below). It is
+//     rewritten and fsynced at every delivery anyway, so keeping the totals
+//     there costs no extra I/O, and a quota check is O(1): Deliver reads no
+//     index and no directory. Every rewrite of the index (Open's
+//     reconcile, Commit) recomputes the totals from what it lists and
+//     rewrites the counter only if they changed, so a warm Open still
+//     writes nothing; Deliver, Import and Restore add to them under the
+//     index lock. Files other tools add or remove count from the next Open.
+//     A version-1 counter (written before quotas) is read as one without
+//     totals; the first writer computes them from the index, once.
+//
+//   - Quotas (Options.Quota, per user: octets and messages). Deliver checks
+//     twice: before writing, against the totals read without the lock, so
+//     a full mailbox refuses at once and a nearly full one stops reading a
+//     message as soon as its wire size cannot fit (a 50 MB message to a
+//     full mailbox is not written first); and exactly, under the index lock
+//     before the rename, so two concurrent deliveries cannot both squeeze
+//     in. A refusal wraps store.ErrQuota and leaves nothing behind. Deleted
+//     mail kept for restoring does not count; Restore and Import are not
+//     refused (administrator actions), but count afterwards.
+//
+//   - Deleted mail (Options.Retention > 0): Commit renames the files into
+//     popbox-trash/ (no leading dot: Maildir++ readers such as Dovecot take
+//     ".name" directories for folders and would show the mail again) instead
+//     of unlinking them, under names that carry the deletion time, the UIDL
+//     and the size (see trash.go), so the deletion time is as durable as
+//     the rename itself. The trash is synced before new/ and cur/. Deleted
+//     mail never reappears in POP3 (Open reads only new/ and cur/). Purge
+//     removes what is older than the retention, logging each message;
+//     Restore renames messages back into new/ under new unique names and
+//     new UIDLs from the counter (clients download them again; old UIDLs
+//     are never reused), under the index lock only, so it works while a
+//     session is open (its snapshot does not change, and its Commit rereads
+//     the index). Expire deletes by delivery time through the same Commit,
+//     taking the session lock without waiting (store.ErrInUse if a client
+//     has the maildrop).
+//
+//   - Import keeps a migrated message's UIDL. A UIDL in popbox's own format
+//     is stored as that (uid, epoch) if popbox cannot have handed it out:
+//     in an epoch above the counter's (the counter moves there), above the
+//     counter in its own epoch (the counter moves past it), or in an epoch
+//     below the floor, the lowest epoch popbox itself ever allocated in,
+//     which the counter keeps. Any other UIDL is stored as a literal: the
+//     message gets a uid of its own for ordering, and the literal goes into
+//     the index record and, percent-encoded, into an ",L=" field of the file
+//     name (<unique>,P=<uidl>,L=<literal>,R=<size>). A literal too long for
+//     the name (NAME_MAX) is kept by the index alone, as a foreign file's
+//     UIDL is. UIDLs present in the mailbox are refused; the check reads
+//     the index once per mailbox and then only what was appended since.
+//
+//   - Compatibility: mailboxes written before these features read
+//     unchanged. The index format is the same version 1, with an optional
+//     fifth field only on records of literal imports; file names gain ",L="
+//     only for those; the counter is version 2 (older popbox versions treat
+//     it as damaged and recover it safely from the index and the names).
+//
 //   - Counter recovery. The newest epoch any source mentions wins; if the
 //     counter file or the index header vouches for it, next = max(their
 //     values, highest uid seen in index records and names + 1). If neither
@@ -43,7 +103,9 @@
 //     chosen above every epoch seen: existing UIDLs stay, none can recur.
 //     Recovering plain max(uid)+1 instead would reuse the UIDL of a deleted
 //     newest message, which makes clients that "leave mail on the server"
-//     skip new mail.
+//     skip new mail. Recovery counts the uids of deleted messages in the
+//     trash too, and takes the lowest epoch anything mentions as the
+//     import floor.
 //
 //   - Index (popbox-index): a header (epoch, next) and one line per message
 //     (key, UIDL, wire size), each line with its own CRC-32C. Deliver
@@ -66,10 +128,14 @@
 //
 //   - Deliver writes tmp/<unique> counting the wire size in the same pass
 //     (pop3.WireCounter via io.MultiWriter), fsyncs it, and under the index
-//     lock allocates the uid, fsyncs the counter, renames into new/, fsyncs
-//     new/ and appends to the index. Any failure removes the file, so no
-//     partial or half-recorded message is ever visible. A file in new/
-//     already carries its UIDL, so a crash after the rename loses nothing.
+//     lock checks the quota, allocates the uid, fsyncs the counter (with
+//     the new totals), renames into new/, fsyncs new/ and appends to the
+//     index. Any failure removes the file (and takes it out of the totals),
+//     so no partial or half-recorded message is ever visible. A file in
+//     new/ already carries its UIDL, so a crash after the rename loses
+//     nothing. Tests stop every operation at each of its steps, as a crash
+//     would, and fail each step, and check that nothing is lost, duplicated
+//     or given a used UIDL (crash_test.go).
 //
 //   - Snapshots: Open fixes the list; a message delivered later is in the
 //     index and new/ but not in the snapshot, and Commit rereads the index

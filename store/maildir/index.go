@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"strconv"
 	"strings"
+
+	"github.com/popbox/popbox/store"
 )
 
 // Index file format (popbox-index), one record per line, every line
@@ -14,11 +16,17 @@ import (
 //
 //	popbox-index 1 <epoch> <next> <crc>      first line: the header
 //	m <key> <uidl> <size> <crc>              one per message
+//	m <key> <uidl> <size> <literal> <crc>    one imported with a literal UIDL
 //
 // epoch and next are the counter (see counterState) as of the last full
 // rewrite; records appended since carry their own uid. <key> is the file
 // name key with bytes outside 0x21..0x7E and '%' written as %XX, so a
-// record is always one line of printable ASCII.
+// record is always one line of printable ASCII. <uidl> is always popbox's
+// own (uid, epoch); <literal>, escaped the same way (only '%' can need it),
+// is the UIDL the message had on another server (Import) and is what POP3
+// reports. The fifth field came with Import and is the only change to the
+// version-1 format, so an index without imported literals is still exactly
+// what older popbox versions wrote and read.
 const (
 	indexMagic   = "popbox-index"
 	indexVersion = "1"
@@ -36,6 +44,15 @@ type record struct {
 	uid   uint32
 	epoch uint32
 	size  int64
+	lit   string // the literal UIDL of an imported message, or ""
+}
+
+// uidl is the UIDL POP3 reports for the record.
+func (r record) uidl() string {
+	if r.lit != "" {
+		return r.lit
+	}
+	return formatUIDL(r.uid, r.epoch)
 }
 
 // indexData is a parsed index. Parsing salvages: every line whose checksum
@@ -74,6 +91,10 @@ func appendRecord(dst []byte, r record) []byte {
 	p = append(p, formatUIDL(r.uid, r.epoch)...)
 	p = append(p, ' ')
 	p = strconv.AppendInt(p, r.size, 10)
+	if r.lit != "" {
+		p = append(p, ' ')
+		p = appendEscapedKey(p, r.lit)
+	}
 	return appendLine(dst, p)
 }
 
@@ -165,8 +186,15 @@ func parseHeader(p []byte) (epoch uint32, next uint64, ok bool) {
 
 func parseRecord(p []byte) (record, bool) {
 	f := strings.Split(string(p), " ")
-	if len(f) != 4 || f[0] != "m" {
+	if len(f) != 4 && len(f) != 5 || f[0] != "m" {
 		return record{}, false
+	}
+	var lit string
+	if len(f) == 5 {
+		var ok bool
+		if lit, ok = unescape(f[4]); !ok || !isLiteralUIDL(lit) {
+			return record{}, false
+		}
 	}
 	key, ok := unescapeKey(f[1])
 	if !ok {
@@ -180,7 +208,7 @@ func parseRecord(p []byte) (record, bool) {
 	if !ok {
 		return record{}, false
 	}
-	return record{key: key, uid: uid, epoch: epoch, size: int64(size)}, true
+	return record{key: key, uid: uid, epoch: epoch, size: int64(size), lit: lit}, true
 }
 
 func keyByteNeedsEscape(c byte) bool { return c <= 0x20 || c >= 0x7f || c == '%' }
@@ -202,6 +230,15 @@ func appendEscapedKey(dst []byte, key string) []byte {
 // produces, and only keys that can be a Maildir base (1..255 bytes, no '/',
 // NUL or ':').
 func unescapeKey(s string) (string, bool) {
+	b, ok := unescape(s)
+	if !ok || len(b) == 0 || len(b) > 255 || strings.ContainsAny(b, "/:\x00") {
+		return "", false
+	}
+	return b, true
+}
+
+// unescape is the strict inverse of appendEscapedKey.
+func unescape(s string) (string, bool) {
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -221,9 +258,6 @@ func unescapeKey(s string) (string, bool) {
 			return "", false
 		}
 		b = append(b, c)
-	}
-	if len(b) == 0 || len(b) > 255 || bytes.ContainsAny(b, "/:\x00") {
-		return "", false
 	}
 	return string(b), true
 }
@@ -247,18 +281,38 @@ func unhexUpper(a, b byte) (byte, bool) {
 // be overwritten in place; a torn write fails the checksum and the counter
 // is then recovered (see recoverCounter).
 //
-//	popbox-uidnext 1 <epoch, 10 digits> <next, 10 digits> <crc>
+//	popbox-uidnext 2 <epoch> <next> <floor> <messages> <octets> <crc>
+//
+// with every number zero-padded to a fixed width (10 digits, octets 20).
+// Version 1, written before quotas, has only <epoch> and <next>; it is read
+// as a counter whose accounting is unknown, which the next writer computes
+// from the index (once) and then keeps up to date. Older popbox versions
+// reject version 2 as damaged and recover the counter from the index
+// header and the file names, which is safe.
 const counterMagic = "popbox-uidnext"
 
-// counterState is the UIDL allocator of one mailbox: the next uid to hand
-// out within epoch. next may reach 1<<32, meaning the epoch is used up.
+// counterState is the UIDL allocator of one mailbox, the next uid to hand
+// out within epoch (next may reach 1<<32, meaning the epoch is used up),
+// and, because this file is rewritten and fsynced at every delivery
+// anyway, the mailbox's running totals, which makes a quota check O(1).
 type counterState struct {
 	epoch uint32
 	next  uint64
+	// The fields below are valid only when acct is set (version 2).
+	//
+	// floor is the lowest epoch popbox itself has handed out a uid in:
+	// Import may use a uid of an older epoch without fear of repeating one
+	// of popbox's (see Import).
+	floor uint32
+	msgs  int64 // messages in new/ and cur/
+	bytes int64 // sum of their wire sizes
+	acct  bool
 }
 
+func (c counterState) usage() store.Usage { return store.Usage{Bytes: c.bytes, Messages: c.msgs} }
+
 func formatCounter(c counterState) []byte {
-	p := fmt.Appendf(nil, "%s 1 %010d %010d", counterMagic, c.epoch, c.next)
+	p := fmt.Appendf(nil, "%s 2 %010d %010d %010d %010d %020d", counterMagic, c.epoch, c.next, c.floor, c.msgs, c.bytes)
 	return appendLine(nil, p)
 }
 
@@ -271,7 +325,7 @@ func parseCounter(b []byte) (counterState, bool) {
 		return counterState{}, false
 	}
 	f := strings.Split(string(payload), " ")
-	if len(f) != 4 || f[0] != counterMagic || f[1] != "1" || len(f[2]) != 10 || len(f[3]) != 10 {
+	if len(f) < 4 || f[0] != counterMagic || len(f[2]) != 10 || len(f[3]) != 10 {
 		return counterState{}, false
 	}
 	// Fixed width means leading zeros; strip them for the canonical parse.
@@ -280,7 +334,21 @@ func parseCounter(b []byte) (counterState, bool) {
 	if !ok1 || !ok2 || n == 0 {
 		return counterState{}, false
 	}
-	return counterState{epoch: uint32(e), next: n}, true
+	c := counterState{epoch: uint32(e), next: n}
+	switch {
+	case f[1] == "1" && len(f) == 4:
+		return c, true
+	case f[1] == "2" && len(f) == 7 && len(f[4]) == 10 && len(f[5]) == 10 && len(f[6]) == 20:
+		fl, ok1 := parseDecimal(trimZeros(f[4]), uint64(c.epoch))
+		m, ok2 := parseDecimal(trimZeros(f[5]), 1e10-1)
+		o, ok3 := parseDecimal(trimZeros(f[6]), 1<<62)
+		if !ok1 || !ok2 || !ok3 {
+			return counterState{}, false
+		}
+		c.floor, c.msgs, c.bytes, c.acct = uint32(fl), int64(m), int64(o), true
+		return c, true
+	}
+	return counterState{}, false
 }
 
 func trimZeros(s string) string {

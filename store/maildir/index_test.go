@@ -43,12 +43,17 @@ func TestParseIndex(t *testing.T) {
 			indexData{recs: recs[:1], damaged: true}},
 		{"escaped key", append(append([]byte{}, header...), lineWith("m a%20b%25 0000000100000001 5")...),
 			indexData{header: true, epoch: 1700000000, next: 7, recs: []record{{key: "a b%", uid: 1, epoch: 1, size: 5}}}},
+		{"literal UIDL", append(append([]byte{}, header...), lineWith("m k 0000000100000001 5 <a%25b>/x:y,z")...),
+			indexData{header: true, epoch: 1700000000, next: 7, recs: []record{{key: "k", uid: 1, epoch: 1, size: 5, lit: "<a%b>/x:y,z"}}}},
 		{"wrong version", append(lineWith("popbox-index 2 1 1"), appendRecord(nil, recs[0])...),
 			indexData{recs: recs[:1], damaged: true}},
 	}
 	bad := []string{
 		"m key 0000000100000001",                                // missing size
-		"m key 0000000100000001 5 extra",                        // extra field
+		"m key 0000000100000001 5 lit extra",                    // extra field
+		"m key 0000000100000001 5 0000000200000001",             // literal in popbox's format
+		"m key 0000000100000001 5 a%41",                         // literal escaped needlessly
+		"m key 0000000100000001 5 " + strings.Repeat("x", 71),   // literal too long
 		"m key 0000000000000001 5",                              // uid 0
 		"m key 0000000a00000001 5",                              // lower-case hex
 		"m key 000000010000001 5",                               // short UIDL
@@ -91,22 +96,33 @@ func TestParseIndex(t *testing.T) {
 }
 
 func TestParseCounter(t *testing.T) {
-	good := formatCounter(counterState{epoch: 1700000000, next: 42})
-	if len(good) != len(formatCounter(counterState{epoch: 1<<32 - 1, next: 1 << 32})) {
+	goodState := counterState{epoch: 1700000000, next: 42, floor: 1600000000, msgs: 7, bytes: 12345, acct: true}
+	good := formatCounter(goodState)
+	maxState := counterState{epoch: 1<<32 - 1, next: 1 << 32, floor: 1<<32 - 1, msgs: 1e10 - 1, bytes: 1 << 62, acct: true}
+	if len(good) != len(formatCounter(maxState)) || len(good) != len(formatCounter(counterState{acct: true})) {
 		t.Error("counter line length varies; it must be fixed for in-place overwrite")
 	}
+	// Version 1, as popbox wrote it before quotas.
+	v1 := appendLine(nil, []byte("popbox-uidnext 1 1700000000 0000000042"))
+	lineWith := func(payload string) []byte { return appendLine(nil, []byte(payload)) }
 	tests := []struct {
 		name string
 		data []byte
 		want counterState
 		ok   bool
 	}{
-		{"good", good, counterState{epoch: 1700000000, next: 42}, true},
-		{"max", formatCounter(counterState{epoch: 1<<32 - 1, next: 1 << 32}), counterState{epoch: 1<<32 - 1, next: 1 << 32}, true},
+		{"good", good, goodState, true},
+		{"max", formatCounter(maxState), maxState, true},
+		{"version 1", v1, counterState{epoch: 1700000000, next: 42}, true},
+		{"version 1 with totals", lineWith("popbox-uidnext 1 1700000000 0000000042 1600000000 0000000007 00000000000000012345"), counterState{}, false},
+		{"version 2 without totals", lineWith("popbox-uidnext 2 1700000000 0000000042"), counterState{}, false},
+		{"version 3", lineWith("popbox-uidnext 3 1700000000 0000000042 1600000000 0000000007 00000000000000012345"), counterState{}, false},
+		{"floor above epoch", formatCounter(counterState{epoch: 5, next: 1, floor: 6, acct: true}), counterState{}, false},
+		{"short totals", lineWith("popbox-uidnext 2 1700000000 0000000042 1600000000 0000000007 12345"), counterState{}, false},
 		{"torn", good[:len(good)-5], counterState{}, false},
 		{"no newline", good[:len(good)-1], counterState{}, false},
 		{"trailing junk", append(append([]byte{}, good...), "x\n"...), counterState{}, false},
-		{"next zero", formatCounter(counterState{epoch: 1, next: 0}), counterState{}, false},
+		{"next zero", formatCounter(counterState{epoch: 1, next: 0, acct: true}), counterState{}, false},
 		{"empty", nil, counterState{}, false},
 		{"flipped", bytes.Replace(good, []byte("42"), []byte("43"), 1), counterState{}, false},
 	}
@@ -136,6 +152,17 @@ func TestParseFileName(t *testing.T) {
 		{"k,R=1", fileName{key: "k,R=1"}},
 		{",P=0000000565A1B2C3,R=1", fileName{key: ",P=0000000565A1B2C3,R=1"}},
 		{"k,U=12:2,S", fileName{key: "k,U=12", info: "2,S", hasInfo: true}}, // mbsync's field
+		// Imported literal UIDLs, percent-encoded.
+		{"k,P=0000000565A1B2C3,L=abc,R=12", fileName{key: "k", hasFields: true, uid: 5, epoch: 0x65A1B2C3, size: 12, lit: "abc"}},
+		{"k,P=0000000565A1B2C3,L=a%2Fb%3Ac%2Cd%25e=f.g,R=12:2,S", fileName{key: "k", info: "2,S", hasInfo: true, hasFields: true, uid: 5, epoch: 0x65A1B2C3, size: 12, lit: "a/b:c,d%e=f.g"}},
+		// A ,L= that is not a valid literal: no fields at all.
+		{"k,P=0000000565A1B2C3,L=a%2fb,R=12", fileName{key: "k,P=0000000565A1B2C3,L=a%2fb,R=12"}},
+		{"k,P=0000000565A1B2C3,L=a%41,R=12", fileName{key: "k,P=0000000565A1B2C3,L=a%41,R=12"}},
+		{"k,P=0000000565A1B2C3,L=,R=12", fileName{key: "k,P=0000000565A1B2C3,L=,R=12"}},
+		{"k,P=0000000565A1B2C3,L=0000000100000001,R=12", fileName{key: "k,P=0000000565A1B2C3,L=0000000100000001,R=12"}},
+		// ,L= in a foreign key before popbox's fields stays in the key.
+		{"k,L=x,P=0000000565A1B2C3,R=12", fileName{key: "k,L=x", hasFields: true, uid: 5, epoch: 0x65A1B2C3, size: 12}},
+		{"k,L=x,R=12", fileName{key: "k,L=x,R=12"}},
 	}
 	for _, tc := range tests {
 		got := parseFileName(tc.name)
@@ -143,7 +170,7 @@ func TestParseFileName(t *testing.T) {
 			t.Errorf("parseFileName(%q) (-want +got):\n%s", tc.name, diff)
 		}
 		if got.hasFields {
-			if back := withFields(got.key, got.uid, got.epoch, got.size, got.info, got.hasInfo); back != tc.name {
+			if back := withFields(got.key, got.uid, got.epoch, got.size, got.lit, got.info, got.hasInfo); back != tc.name {
 				t.Errorf("withFields round trip: %q, want %q", back, tc.name)
 			}
 		}
@@ -181,11 +208,11 @@ func TestRecoverCounter(t *testing.T) {
 		want      counterState
 		wantFresh bool
 	}{
-		{"counter only", counterState{100, 5}, true, indexData{}, seen(3, 100), counterState{100, 5}, false},
-		{"names ahead of counter", counterState{100, 5}, true, indexData{}, seen(9, 100), counterState{100, 10}, false},
-		{"header ahead of counter", counterState{100, 5}, true, hdr(100, 8), seen(), counterState{100, 8}, false},
-		{"no counter, header", counterState{}, false, hdr(100, 8), seen(3, 100), counterState{100, 8}, false},
-		{"newer epoch in header", counterState{100, 50}, true, hdr(200, 2), seen(1, 200), counterState{200, 2}, false},
+		{"counter only", counterState{epoch: 100, next: 5}, true, indexData{}, seen(3, 100), counterState{epoch: 100, next: 5}, false},
+		{"names ahead of counter", counterState{epoch: 100, next: 5}, true, indexData{}, seen(9, 100), counterState{epoch: 100, next: 10}, false},
+		{"header ahead of counter", counterState{epoch: 100, next: 5}, true, hdr(100, 8), seen(), counterState{epoch: 100, next: 8}, false},
+		{"no counter, header", counterState{}, false, hdr(100, 8), seen(3, 100), counterState{epoch: 100, next: 8}, false},
+		{"newer epoch in header", counterState{epoch: 100, next: 50}, true, hdr(200, 2), seen(1, 200), counterState{epoch: 200, next: 2}, false},
 	}
 	for _, tc := range tests {
 		got, fresh := recoverCounter(tc.ctr, tc.ctrOK, tc.idx, tc.seen)
@@ -205,7 +232,7 @@ func TestRecoverCounter(t *testing.T) {
 	}{
 		{"all lost", counterState{}, false, indexData{}, seen(4, 1<<31), 1 << 31},
 		{"all lost, epoch in the future", counterState{}, false, indexData{}, seen(4, 1<<32-2), 1<<32 - 2},
-		{"newer epoch only in names", counterState{100, 50}, true, hdr(100, 50), seen(1, 300), 300},
+		{"newer epoch only in names", counterState{epoch: 100, next: 50}, true, hdr(100, 50), seen(1, 300), 300},
 		{"nothing at all", counterState{}, false, indexData{}, seen(), 1_700_000_000},
 	} {
 		got, fresh := recoverCounter(tc.ctr, tc.ctrOK, tc.idx, tc.seen)
@@ -225,6 +252,7 @@ func FuzzParseIndex(f *testing.F) {
 	f.Add(appendLine(nil, []byte("popbox-index 1 0 4294967296")))
 	f.Add(appendLine(nil, []byte("m %25%00%FF 00000001FFFFFFFF 1125899906842624")))
 	f.Add([]byte(strings.Repeat("m x 0000000100000001 1 00000000\n", 3)))
+	f.Add(appendRecord(appendHeader(nil, 1, 2), record{key: "k", uid: 1, epoch: 1, size: 3, lit: "x%y"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := parseIndex(data)
 		if !d.header && !d.damaged {
@@ -241,6 +269,32 @@ func FuzzParseIndex(f *testing.F) {
 		d.damaged = false
 		if diff := cmp.Diff(d, again, cmp.AllowUnexported(indexData{}, record{})); diff != "" {
 			t.Fatalf("round trip (-parsed +reparsed):\n%s", diff)
+		}
+	})
+}
+
+// FuzzParseFileName: parsing never panics, a name with fields rebuilds
+// exactly from its parts, and a literal survives the name encoding.
+func FuzzParseFileName(f *testing.F) {
+	f.Add("1700000000.M1P2.host:2,S")
+	f.Add("k,P=0000000565A1B2C3,L=a%2Fb%3Ac%2Cd%25e,R=12:2,S")
+	f.Add("k,L=x,P=0000000565A1B2C3,R=12")
+	f.Add("k,P=0000000565A1B2C3,L=,R=0")
+	f.Fuzz(func(t *testing.T, name string) {
+		fn := parseFileName(name)
+		if fn.hasFields {
+			if back := withFields(fn.key, fn.uid, fn.epoch, fn.size, fn.lit, fn.info, fn.hasInfo); back != name {
+				t.Fatalf("round trip %q -> %+v -> %q", name, fn, back)
+			}
+		}
+		if isLiteralUIDL(name) {
+			enc := encodeNameLiteral(name)
+			if strings.ContainsAny(enc, "/:,") {
+				t.Fatalf("encoded literal %q has a separator", enc)
+			}
+			if dec, ok := decodeNameLiteral(enc); !ok || dec != name {
+				t.Fatalf("literal %q -> %q -> %q, %v", name, enc, dec, ok)
+			}
 		}
 	})
 }

@@ -36,6 +36,10 @@ const (
 	indexName       = "popbox-index"
 	indexTmpName    = "popbox-index.tmp"
 	counterName     = "popbox-uidnext"
+	// trashName holds deleted messages for Options.Retention. No leading
+	// dot: Dovecot and other Maildir++ readers take ".name" directories for
+	// folders and would show the deleted mail again.
+	trashName = "popbox-trash"
 )
 
 // tmpMaxAge: the Maildir spec lets readers remove files left in tmp/ for
@@ -52,28 +56,59 @@ type Options struct {
 	// durability; a crash may then lose or duplicate mail. (Inverted from
 	// "Fsync bool" so that the zero Options is the safe one.)
 	NoFsync bool
-	// MaxMessageSize bounds what Deliver stores, in stored octets; 0 means
-	// DefaultMaxMessageSize, negative means no bound.
+	// MaxMessageSize bounds what Deliver and Import store, in stored
+	// octets; 0 means DefaultMaxMessageSize, negative means no bound.
 	MaxMessageSize int64
+	// Quota returns a user's limits, asked once per Deliver; nil means no
+	// quotas. An error fails the delivery (not as store.ErrQuota: the
+	// caller should retry, not tell the sender the mailbox is full).
+	Quota func(ctx context.Context, user string) (store.Quota, error)
+	// Retention is how long deleted messages (POP3 DELE, Expire) are kept
+	// in popbox-trash/ for Restore before Purge removes them; 0 deletes at
+	// once.
+	Retention time.Duration
 }
 
 // Store keeps one Maildir per user under a root directory:
-// root/<user>/Maildir. It implements store.Store; it is safe for concurrent
-// use, and several processes may use the same root at once.
+// root/<user>/Maildir. It implements store.Store and store.Admin; it is
+// safe for concurrent use, and several processes may use the same root at
+// once. After an Import it keeps that mailbox's index file open (see
+// uidlCache).
 type Store struct {
-	root    string
-	log     *slog.Logger
-	fsync   bool
-	maxSize int64
-	host    string
-	pid     int
-	seq     atomic.Uint64 // per-process part of unique names
+	root      string
+	log       *slog.Logger
+	fsync     bool
+	maxSize   int64
+	host      string
+	pid       int
+	seq       atomic.Uint64 // per-process part of unique names
+	quota     func(ctx context.Context, user string) (store.Quota, error)
+	retention time.Duration
 	// measure computes the wire size of a file popbox did not deliver; tests
 	// replace it to prove that a warm Open reads no message.
 	measure func(path string) (int64, error)
+	// now is the clock for deletion times; tests move it.
+	now func() time.Time
+	// hook, for tests, runs before every step that changes the disk (and a
+	// few reads): returning an error makes the step fail, and calling
+	// runtime.Goexit from it stops the operation there like a crash.
+	hook func(step string) error
+	// indexReads counts full index reads, so tests can show that a
+	// delivery does not read the index.
+	indexReads atomic.Int64
+	// uidls caches the UIDLs of the mailbox Import last worked on.
+	uidls uidlCache
 }
 
-var _ store.Store = (*Store)(nil)
+// step runs the test hook before a step named by step.
+func (s *Store) step(step string) error {
+	if s.hook == nil {
+		return nil
+	}
+	return s.hook(step)
+}
+
+var _ store.Admin = (*Store)(nil)
 
 // New returns a Store rooted at root, which must be an existing directory.
 // Mailboxes under it are created on first use.
@@ -103,6 +138,10 @@ func New(root string, opts Options) (*Store, error) {
 		maxSize: opts.MaxMessageSize,
 		host:    sanitizeHost(host),
 		pid:     os.Getpid(),
+
+		quota:     opts.Quota,
+		retention: max(opts.Retention, 0),
+		now:       time.Now,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -122,6 +161,17 @@ type mailbox struct {
 
 func (mb mailbox) path(elem ...string) string {
 	return filepath.Join(append([]string{mb.dir}, elem...)...)
+}
+
+// existingMailbox validates user and reports whether its Maildir exists,
+// creating nothing: administrative operations on a user without mail must
+// not leave empty mailboxes behind.
+func (s *Store) existingMailbox(user string) (mailbox, bool, error) {
+	if err := ValidUser(user); err != nil {
+		return mailbox{}, false, err
+	}
+	mb := mailbox{user: user, dir: filepath.Join(s.root, user, "Maildir")}
+	return mb, isDir(mb.path("new")) && isDir(mb.path("cur")), nil
 }
 
 // mailbox validates user and makes sure its Maildir exists.
@@ -175,6 +225,9 @@ func dedupe(s []string) []string {
 
 // syncDir fsyncs a directory, making renames and unlinks in it durable.
 func (s *Store) syncDir(dir string) error {
+	if err := s.step("fsync " + filepath.Base(dir) + "/"); err != nil {
+		return fmt.Errorf("maildir: sync dir %s: %w", dir, err)
+	}
 	if !s.fsync {
 		return nil
 	}
@@ -193,6 +246,13 @@ func (s *Store) syncDir(dir string) error {
 }
 
 func (s *Store) syncFile(f *os.File) error {
+	step := "fsync " + filepath.Base(f.Name())
+	if filepath.Base(filepath.Dir(f.Name())) == "tmp" {
+		step = "fsync tmp/ file" // a unique name: keep the step's name stable
+	}
+	if err := s.step(step); err != nil {
+		return fmt.Errorf("maildir: fsync %s: %w", f.Name(), err)
+	}
 	if !s.fsync {
 		return nil
 	}
@@ -204,34 +264,81 @@ func (s *Store) syncFile(f *os.File) error {
 
 // Deliver implements store.Store. The message is copied into tmp/ while its
 // wire size is counted, synced, and then, under the short index lock (never
-// the session lock), given the next UIDL, renamed into new/ with the UIDL
-// and size in its name, and recorded in the index.
+// the session lock), checked against the quota, given the next UIDL, renamed
+// into new/ with the UIDL and size in its name, and recorded in the index.
 func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) (store.MessageInfo, error) {
 	mb, err := s.mailbox(user)
 	if err != nil {
 		return store.MessageInfo{}, err
 	}
-	base, err := uniqueBase(time.Now(), s.pid, s.seq.Add(1), s.host)
-	if err != nil {
-		return store.MessageInfo{}, err
+	var q store.Quota
+	if s.quota != nil {
+		if q, err = s.quota(ctx, user); err != nil {
+			return store.MessageInfo{}, fmt.Errorf("maildir: quota of %s: %w", user, err)
+		}
 	}
-	tmpPath := mb.path("tmp", base)
-	size, err := s.writeTmp(ctx, tmpPath, r)
-	if err != nil {
-		os.Remove(tmpPath)
-		return store.MessageInfo{}, err
+	// The cheap check: the counter holds the usage, read without the lock
+	// (a torn read just skips this). A full mailbox refuses at once, and a
+	// nearly full one stops reading as soon as the message cannot fit, so
+	// a 50 MB message is not written only to be refused.
+	room := int64(-1)
+	if limited(q) {
+		if u, ok := peekUsage(mb); ok {
+			if err := checkQuota(q, u, 0); err != nil {
+				return store.MessageInfo{}, fmt.Errorf("%w (%s)", err, user)
+			}
+			if q.MaxBytes > 0 {
+				room = q.MaxBytes - u.Bytes
+			}
+		}
 	}
-	info, err := s.commitDelivery(ctx, mb, tmpPath, base, size)
+	info, err := s.put(ctx, mb, r, incoming{quota: q, room: room})
 	if err != nil {
-		os.Remove(tmpPath)
 		return store.MessageInfo{}, err
 	}
 	s.log.Debug("maildir: delivered", "user", user, "uidl", info.UIDL, "size", info.Size)
 	return info, nil
 }
 
-// writeTmp copies r into a new file at path, returning the wire size.
-func (s *Store) writeTmp(ctx context.Context, path string, r io.Reader) (int64, error) {
+// incoming describes how a new message is stored: delivered (against the
+// quota) or imported (with its UIDL).
+type incoming struct {
+	quota store.Quota
+	room  int64 // wire octets the quota leaves, or -1: stop reading beyond it
+	// Import: the UIDL in popbox's format (fixed) or a literal.
+	fixed      bool
+	uid, epoch uint32
+	lit        string
+}
+
+// put writes r into tmp/ and commits it into new/; on any failure the
+// tmp file is removed, so nothing is left behind.
+func (s *Store) put(ctx context.Context, mb mailbox, r io.Reader, in incoming) (store.MessageInfo, error) {
+	base, err := uniqueBase(s.now(), s.pid, s.seq.Add(1), s.host)
+	if err != nil {
+		return store.MessageInfo{}, err
+	}
+	tmpPath := mb.path("tmp", base)
+	size, err := s.writeTmp(ctx, tmpPath, r, in.room)
+	if err != nil {
+		os.Remove(tmpPath)
+		if errors.Is(err, store.ErrQuota) {
+			err = fmt.Errorf("%w (%s)", err, mb.user)
+		}
+		return store.MessageInfo{}, err
+	}
+	info, err := s.commitNew(ctx, mb, tmpPath, base, size, in)
+	if err != nil {
+		os.Remove(tmpPath)
+		return store.MessageInfo{}, err
+	}
+	return info, nil
+}
+
+// writeTmp copies r into a new file at path, returning the wire size. With
+// room >= 0 it fails with store.ErrQuota as soon as the wire size must
+// exceed room.
+func (s *Store) writeTmp(ctx context.Context, path string, r io.Reader, room int64) (int64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("maildir: create tmp file: %w", err)
@@ -254,6 +361,11 @@ func (s *Store) writeTmp(ctx context.Context, path string, r io.Reader) (int64, 
 			if _, err := w.Write(buf[:n]); err != nil {
 				return 0, fmt.Errorf("maildir: write tmp file: %w", err)
 			}
+			// Size counts a final CRLF that later data may make
+			// unnecessary; without those 2 octets it is a lower bound.
+			if room >= 0 && wc.Size()-2 > room {
+				return 0, fmt.Errorf("%w: message over the %d octets left", store.ErrQuota, room)
+			}
 		}
 		if rerr == io.EOF {
 			break
@@ -271,20 +383,99 @@ func (s *Store) writeTmp(ctx context.Context, path string, r io.Reader) (int64, 
 	return wc.Size(), nil
 }
 
-// commitDelivery runs under the index lock: allocate a uid, persist the
-// counter, move the file into new/ under its final name, sync new/, append
-// the index record. The counter is durable before the name that uses it, so
-// a crash never lets a later delivery reuse a uid a file already carries.
-func (s *Store) commitDelivery(ctx context.Context, mb mailbox, tmpPath, base string, size int64) (store.MessageInfo, error) {
+// commitNew runs under the index lock: check the quota exactly (no other
+// delivery can slip in between), allocate a uid (or place an imported
+// one), persist the counter with the new totals, move the file into new/
+// under its final name, sync new/, append the index record. The counter is
+// durable before the name that uses it, so a crash never lets a later
+// delivery reuse a uid a file already carries.
+func (s *Store) commitNew(ctx context.Context, mb mailbox, tmpPath, base string, size int64, in incoming) (store.MessageInfo, error) {
 	lk, err := waitLock(ctx, mb.path(indexLockName))
 	if err != nil {
 		return store.MessageInfo{}, err
 	}
 	defer unlock(lk)
 
-	ctr, ok, err := s.readCounter(mb)
+	if in.fixed || in.lit != "" {
+		uidl := in.lit
+		if in.fixed {
+			uidl = formatUIDL(in.uid, in.epoch)
+		}
+		// Before the counter is read: the check may rebuild a damaged
+		// index, which can move the counter.
+		present, err := s.uidlPresent(ctx, mb, uidl)
+		if err != nil {
+			return store.MessageInfo{}, err
+		}
+		if present {
+			return store.MessageInfo{}, fmt.Errorf("%w: %s is in %s's mailbox", store.ErrUIDLConflict, uidl, mb.user)
+		}
+	}
+	old, err := s.lockedCounter(mb)
 	if err != nil {
 		return store.MessageInfo{}, err
+	}
+	if err := checkQuota(in.quota, old.usage(), size); err != nil {
+		return store.MessageInfo{}, fmt.Errorf("%w (%s)", err, mb.user)
+	}
+	var uid, epoch uint32
+	var ctr counterState
+	if in.fixed {
+		uid, epoch = in.uid, in.epoch
+		if ctr, err = placeImported(old, uid, epoch); err != nil {
+			return store.MessageInfo{}, err
+		}
+	} else {
+		uid, epoch, ctr = s.allocate(old)
+	}
+	ctr.msgs++
+	ctr.bytes += size
+	if err := s.writeCounter(mb, ctr); err != nil {
+		return store.MessageInfo{}, err
+	}
+	name := withFields(base, uid, epoch, size, in.lit, "", false)
+	if len(name) > maxNameLen && in.lit != "" {
+		// No room for the literal in the name: the index alone keeps it
+		// (see the package doc).
+		name = withFields(base, uid, epoch, size, "", "", false)
+	}
+	newPath := mb.path("new", name)
+	undo := func(err error) (store.MessageInfo, error) {
+		// Nobody has been told about this message; take it back so that
+		// the caller's retry does not deliver it twice, and the totals
+		// with it (the uid stays used).
+		if rerr := os.Remove(newPath); rerr == nil {
+			_ = s.syncDir(mb.path("new"))
+		}
+		ctr.msgs--
+		ctr.bytes -= size
+		_ = s.writeCounter(mb, ctr)
+		return store.MessageInfo{}, err
+	}
+	if err := s.step("rename into new/"); err != nil {
+		return undo(fmt.Errorf("maildir: move into new/: %w", err))
+	}
+	if err := os.Rename(tmpPath, newPath); err != nil {
+		return undo(fmt.Errorf("maildir: move into new/: %w", err))
+	}
+	if err := s.syncDir(mb.path("new")); err != nil {
+		return undo(err)
+	}
+	rec := record{key: base, uid: uid, epoch: epoch, size: size, lit: in.lit}
+	if err := s.appendIndex(mb, []record{rec}, ctr); err != nil {
+		return undo(err)
+	}
+	return store.MessageInfo{UIDL: rec.uidl(), Size: size}, nil
+}
+
+// lockedCounter reads the counter under the index lock, recovering it if it
+// is missing, damaged or behind the index, and filling in the totals of a
+// version-1 counter from the index (once: the counter is rewritten with
+// them by the caller).
+func (s *Store) lockedCounter(mb mailbox) (counterState, error) {
+	ctr, ok, err := s.readCounter(mb)
+	if err != nil {
+		return counterState{}, err
 	}
 	if ok {
 		// A counter restored from a backup (or otherwise behind) is caught
@@ -295,46 +486,33 @@ func (s *Store) commitDelivery(ctx context.Context, mb mailbox, tmpPath, base st
 		}
 	}
 	if !ok {
-		ctr, err = s.recoverFromDisk(mb)
+		return s.recoverFromDisk(mb)
+	}
+	if !ctr.acct {
+		idx, _, err := s.readIndex(mb)
 		if err != nil {
-			return store.MessageInfo{}, err
+			return counterState{}, err
+		}
+		ctr.floor, ctr.msgs, ctr.bytes, ctr.acct = ctr.epoch, 0, 0, true
+		for _, r := range idx.recs {
+			ctr.floor = min(ctr.floor, r.epoch)
+			ctr.msgs++
+			ctr.bytes += r.size
 		}
 	}
-	uid, epoch, ctr := s.allocate(ctr)
-	if err := s.writeCounter(mb, ctr); err != nil {
-		return store.MessageInfo{}, err
-	}
-	name := withFields(base, uid, epoch, size, "", false)
-	newPath := mb.path("new", name)
-	if err := os.Rename(tmpPath, newPath); err != nil {
-		return store.MessageInfo{}, fmt.Errorf("maildir: move into new/: %w", err)
-	}
-	undo := func(err error) (store.MessageInfo, error) {
-		// Nobody has been told about this message; take it back so that
-		// the caller's retry does not deliver it twice.
-		if rerr := os.Remove(newPath); rerr == nil {
-			_ = s.syncDir(mb.path("new"))
-		}
-		return store.MessageInfo{}, err
-	}
-	if err := s.syncDir(mb.path("new")); err != nil {
-		return undo(err)
-	}
-	rec := record{key: base, uid: uid, epoch: epoch, size: size}
-	if err := s.appendIndex(mb, rec, ctr); err != nil {
-		return undo(err)
-	}
-	return store.MessageInfo{UIDL: formatUIDL(uid, epoch), Size: size}, nil
+	return ctr, nil
 }
 
 // allocate hands out the next uid, starting a new epoch when the 32-bit uid
 // space of the current one is used up.
 func (s *Store) allocate(c counterState) (uid, epoch uint32, next counterState) {
 	if c.next > 1<<32-1 {
-		c = counterState{epoch: newEpoch(c.epoch, true), next: 1}
+		c.epoch, c.next = newEpoch(c.epoch, true), 1
 		s.log.Warn("maildir: uid space exhausted, new UIDL epoch", "epoch", c.epoch)
 	}
-	return uint32(c.next), c.epoch, counterState{epoch: c.epoch, next: c.next + 1}
+	uid, epoch = uint32(c.next), c.epoch
+	c.next++
+	return uid, epoch, c
 }
 
 // newEpoch is the epoch for a fresh counter: the current time, but above
@@ -365,6 +543,21 @@ func (s *Store) readCounter(mb mailbox) (counterState, bool, error) {
 	return c, ok, nil
 }
 
+// peekUsage reads the totals without the index lock, for the cheap quota
+// check; a counter being rewritten at that moment may read torn, which
+// only skips the check (the exact one under the lock follows).
+func peekUsage(mb mailbox) (store.Usage, bool) {
+	b, err := readBounded(mb.path(counterName), 4096)
+	if err != nil {
+		return store.Usage{}, false
+	}
+	c, ok := parseCounter(b)
+	if !ok || !c.acct {
+		return store.Usage{}, false
+	}
+	return c.usage(), true
+}
+
 // writeCounter overwrites the fixed-length counter file in place (one write
 // and one fsync; no rename, so no directory sync except at creation).
 func (s *Store) writeCounter(mb mailbox, c counterState) error {
@@ -379,7 +572,13 @@ func (s *Store) writeCounter(mb mailbox, c counterState) error {
 		return fmt.Errorf("maildir: counter: %w", err)
 	}
 	defer f.Close()
+	if !c.acct {
+		return errors.New("maildir: internal error: counter without totals")
+	}
 	b := formatCounter(c)
+	if err := s.step("write counter"); err != nil {
+		return fmt.Errorf("maildir: write counter: %w", err)
+	}
 	if _, err := f.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("maildir: write counter: %w", err)
 	}
@@ -418,6 +617,7 @@ func readBounded(path string, max int64) ([]byte, error) {
 
 // readIndex reads and parses the index; exists is false if there is none.
 func (s *Store) readIndex(mb mailbox) (d indexData, exists bool, err error) {
+	s.indexReads.Add(1)
 	b, err := readBounded(mb.path(indexName), maxIndexBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return indexData{}, false, nil
@@ -476,22 +676,25 @@ func (s *Store) writeIndex(mb mailbox, c counterState, recs []record) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("maildir: write index: %w", err)
 	}
+	if err := s.step("rename index"); err != nil {
+		return fmt.Errorf("maildir: write index: %w", err)
+	}
 	if err := os.Rename(tmp, mb.path(indexName)); err != nil {
 		return fmt.Errorf("maildir: write index: %w", err)
 	}
 	return s.syncDir(mb.dir)
 }
 
-// appendIndex adds one record at the end of the index, creating the index
-// if there is none. Appending keeps delivery O(1) in the mailbox size; the
-// index is rewritten whole only when messages go away (Commit, or an Open
-// that finds the directory changed), which costs O(n) like those
-// operations already do.
-func (s *Store) appendIndex(mb mailbox, r record, c counterState) error {
+// appendIndex adds records at the end of the index (one write, one fsync),
+// creating the index if there is none. Appending keeps delivery O(1) in the
+// mailbox size; the index is rewritten whole only when messages go away
+// (Commit, or an Open that finds the directory changed), which costs O(n)
+// like those operations already do.
+func (s *Store) appendIndex(mb mailbox, recs []record, c counterState) error {
 	p := mb.path(indexName)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return s.writeIndex(mb, c, []record{r})
+		return s.writeIndex(mb, c, recs)
 	}
 	if err != nil {
 		return fmt.Errorf("maildir: append index: %w", err)
@@ -506,7 +709,12 @@ func (s *Store) appendIndex(mb mailbox, r record, c counterState) error {
 			b = append(b, '\n')
 		}
 	}
-	b = appendRecord(b, r)
+	for _, r := range recs {
+		b = appendRecord(b, r)
+	}
+	if err := s.step("append index"); err != nil {
+		return fmt.Errorf("maildir: append index: %w", err)
+	}
 	if _, err := f.Write(b); err != nil {
 		return fmt.Errorf("maildir: append index: %w", err)
 	}

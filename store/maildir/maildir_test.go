@@ -72,6 +72,16 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestAdminContract(t *testing.T) {
+	storetest.RunAdmin(t, func(t *testing.T, cfg storetest.AdminConfig) store.Admin {
+		s, err := New(t.TempDir(), Options{Quota: cfg.Quota, Retention: cfg.Retention})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func mdir(root, user string) mailbox {
 	return mailbox{user: user, dir: filepath.Join(root, user, "Maildir")}
 }
@@ -290,7 +300,7 @@ func TestForeignFiles(t *testing.T) {
 		{"new", "1700000002.M1P9.otherhost", "", 2},
 		{"cur", "1700000001.M1P9.otherhost", "2,S", 1},
 	} {
-		want := withFields(c.key, 0, 0, 0, "", false)
+		want := withFields(c.key, 0, 0, 0, "", "", false)
 		var found bool
 		for _, n := range names(t, mb, c.sub) {
 			fn := parseFileName(n)

@@ -41,16 +41,24 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Deferred, so that the lock goes with any way out short of success
+	// (a panic included), not only with the error returns.
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			unlock(session)
+		}
+	}()
 	snap, err := s.snapshot(ctx, mb)
 	if err != nil {
-		unlock(session)
 		return nil, err
 	}
 	s.cleanTmp(mb)
 	msgs := make([]store.MessageInfo, len(snap))
-	for i, e := range snap {
-		msgs[i] = store.MessageInfo{UIDL: formatUIDL(e.uid, e.epoch), Size: e.size}
+	for i := range snap {
+		msgs[i] = store.MessageInfo{UIDL: snap[i].uidl(), Size: snap[i].size}
 	}
+	handedOver = true
 	return &maildrop{s: s, mb: mb, lock: session, snap: snap, msgs: msgs}, nil
 }
 
@@ -122,10 +130,12 @@ func openMessage(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Commit implements RFC 1939 §6 (UPDATE state): unlink the files, sync the
-// directories, drop the records from the index, release the lock. The lock
-// is released whatever happens: the session is over. Bad indexes fail the
-// whole Commit before anything is deleted.
+// Commit implements RFC 1939 §6 (UPDATE state): remove the files (into
+// popbox-trash/ when Options.Retention is set, else for good), sync the
+// directories, drop the records from the index and the messages from the
+// totals, release the lock. The lock is released whatever happens: the
+// session is over. Bad indexes fail the whole Commit before anything is
+// deleted.
 func (m *maildrop) Commit(deleted []int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -148,28 +158,79 @@ func (m *maildrop) Commit(deleted []int) error {
 	if len(deleted) == 0 {
 		return nil
 	}
-	doomed := map[int]bool{}
+	doomed := make([]entry, 0, len(deleted))
+	seen := map[int]bool{}
 	for _, i := range deleted {
-		doomed[i] = true
+		if !seen[i] {
+			seen[i] = true
+			doomed = append(doomed, m.snap[i])
+		}
 	}
+	keys, err := m.s.discard(m.mb, doomed)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitLockWait)
+	defer cancel()
+	return m.s.dropFromIndex(ctx, m.mb, keys)
+}
+
+// discard removes the snapshot entries' files, moving them into the trash
+// when deleted mail is retained, and syncs the directories: the trash
+// first, so that a message is durably kept before it is durably gone from
+// cur/. It runs under the session lock, which makes it the only writer
+// into the trash (Restore and Purge only take files out, under the index
+// lock). It returns the keys to drop from the index.
+func (s *Store) discard(mb mailbox, doomed []entry) (map[string]bool, error) {
+	keep := s.retention > 0
+	if keep {
+		if err := s.makeTrash(mb); err != nil {
+			return nil, err
+		}
+	}
+	deletedAt := s.now()
 	var moved map[string]dirFile // built on the first ENOENT
 	touched := map[string]bool{}
 	keys := make(map[string]bool, len(doomed))
+	trashed := 0
+	remove := func(sub, name string, e *entry) error {
+		from := mb.path(sub, name)
+		if !keep {
+			if err := s.step("unlink in " + sub + "/"); err != nil {
+				return err
+			}
+			return os.Remove(from)
+		}
+		to, err := s.trashPath(mb, deletedAt, e)
+		if err != nil {
+			return err
+		}
+		if err := s.step("rename into trash"); err != nil {
+			return err
+		}
+		if err := os.Rename(from, to); err != nil {
+			return err
+		}
+		trashed++
+		return nil
+	}
 	for i := range doomed {
-		e := m.snap[i]
+		e := &doomed[i]
 		keys[e.key] = true
-		err := os.Remove(m.mb.path(e.sub, e.name))
+		err := remove(e.sub, e.name, e)
 		if err == nil {
 			touched[e.sub] = true
 			continue
 		}
 		if !isNotExist(err) {
-			return fmt.Errorf("maildir: delete %s: %w", e.name, err)
+			return nil, fmt.Errorf("maildir: delete %s: %w", e.name, err)
 		}
+		// Another tool moved it to cur/ or changed its flags: find it by
+		// its key.
 		if moved == nil {
-			files, err := listFiles(m.mb)
+			files, err := listFiles(mb)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			moved = make(map[string]dirFile, len(files))
 			for _, f := range files {
@@ -180,19 +241,24 @@ func (m *maildrop) Commit(deleted []int) error {
 		if !ok {
 			continue // already gone: not an error
 		}
-		if err := os.Remove(m.mb.path(f.sub, f.name)); err != nil && !isNotExist(err) {
-			return fmt.Errorf("maildir: delete %s: %w", f.name, err)
+		if err := remove(f.sub, f.name, e); err != nil && !isNotExist(err) {
+			return nil, fmt.Errorf("maildir: delete %s: %w", f.name, err)
 		}
 		touched[f.sub] = true
 	}
-	for sub := range touched {
-		if err := m.s.syncDir(m.mb.path(sub)); err != nil {
-			return err
+	if trashed > 0 {
+		if err := s.syncDir(mb.path(trashName)); err != nil {
+			return nil, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commitLockWait)
-	defer cancel()
-	return m.s.dropFromIndex(ctx, m.mb, keys)
+	for _, sub := range []string{"new", "cur"} {
+		if touched[sub] {
+			if err := s.syncDir(mb.path(sub)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return keys, nil
 }
 
 // Close releases the lock and changes nothing.
@@ -207,10 +273,11 @@ func (m *maildrop) Close() error {
 	return err
 }
 
-// dropFromIndex rewrites the index without the given keys. It rereads the
-// index under the lock, so records Deliver appended during the session stay,
-// and stamps the header with the current counter, so that deleting the
-// newest message cannot lower the uid recovery would compute.
+// dropFromIndex rewrites the index without the given keys and the counter
+// with the new totals. It rereads the index under the lock, so records
+// Deliver or Restore appended during the session stay, and stamps the
+// header with the current counter, so that deleting the newest message
+// cannot lower the uid recovery would compute.
 func (s *Store) dropFromIndex(ctx context.Context, mb mailbox, keys map[string]bool) error {
 	lk, err := waitLock(ctx, mb.path(indexLockName))
 	if err != nil {
@@ -240,7 +307,20 @@ func (s *Store) dropFromIndex(ctx context.Context, mb mailbox, keys map[string]b
 		pos[r.key] = len(recs)
 		recs = append(recs, r)
 	}
+	if !ctrOK {
+		if err := s.seeTrash(mb, &seen); err != nil {
+			return err
+		}
+	}
 	next, fresh := recoverCounter(ctr, ctrOK, idx, seen)
+	next.floor = floorOf(next, ctr, ctrOK, idx, seen)
+	// The totals of what the index lists: the deleted messages leave
+	// them; a file another MDA dropped meanwhile joins at the next Open.
+	next.msgs, next.bytes, next.acct = 0, 0, true
+	for _, r := range recs {
+		next.msgs++
+		next.bytes += r.size
+	}
 	if !ctrOK || next != ctr {
 		if fresh && (ctrOK || idx.header || seen.any) {
 			s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)

@@ -13,10 +13,19 @@ import (
 // Not Dovecot's ,W= (its "virtual size" adds no final CRLF, so it would be
 // off by 2 for a message without a final newline and mislead Dovecot) and
 // not ,U= (mbsync keeps its own decimal IMAP UID there).
+//
+// A message imported with a literal UIDL (not popbox's format) carries it in
+// a third field between the two, percent-encoded (see appendNameLiteral):
+// <key>,P=<uid/epoch>,L=<literal>,R=<size>. Its ,P= is still a uid popbox
+// allocated, which orders it among the others and identifies it.
 const (
-	fieldUIDL = ",P=" // the UIDL: 16 upper-case hex digits
-	fieldSize = ",R=" // the wire size in decimal: what RETR sends
+	fieldUIDL    = ",P=" // the UIDL: 16 upper-case hex digits
+	fieldLiteral = ",L=" // an imported literal UIDL, percent-encoded
+	fieldSize    = ",R=" // the wire size in decimal: what RETR sends
 )
+
+// maxUIDLLen is RFC 1939 §7's bound on a UIDL.
+const maxUIDLLen = 70
 
 // maxMessageOctets bounds sizes read back from names and the index, so
 // arithmetic on them cannot overflow.
@@ -34,6 +43,7 @@ type fileName struct {
 	uid       uint32
 	epoch     uint32
 	size      int64
+	lit       string // imported literal UIDL, or ""
 }
 
 // parseFileName never fails: a name without popbox's fields (or with
@@ -50,6 +60,14 @@ func parseFileName(name string) fileName {
 		return fn
 	}
 	rest := base[:i]
+	// The literal's encoding has no ',', so the last ",L=" is the field if
+	// there is one; anything that does not decode is left in the key.
+	var lit string
+	if j := strings.LastIndex(rest, fieldLiteral); j >= 0 {
+		if l, ok := decodeNameLiteral(rest[j+len(fieldLiteral):]); ok {
+			lit, rest = l, rest[:j]
+		}
+	}
 	const tail = len(fieldUIDL) + 16
 	if len(rest) <= tail || rest[len(rest)-tail:len(rest)-16] != fieldUIDL {
 		return fn
@@ -60,18 +78,22 @@ func parseFileName(name string) fileName {
 	}
 	fn.key = rest[:len(rest)-tail]
 	fn.hasFields = true
-	fn.uid, fn.epoch, fn.size = uid, epoch, int64(size)
+	fn.uid, fn.epoch, fn.size, fn.lit = uid, epoch, int64(size), lit
 	return fn
 }
 
 // withFields is the name a file gets once popbox has given it a UIDL: same
 // key, same info, popbox's fields appended to the base.
-func withFields(key string, uid, epoch uint32, size int64, info string, hasInfo bool) string {
+func withFields(key string, uid, epoch uint32, size int64, lit, info string, hasInfo bool) string {
 	var b strings.Builder
-	b.Grow(len(key) + 48 + len(info))
+	b.Grow(len(key) + 48 + len(lit) + len(info))
 	b.WriteString(key)
 	b.WriteString(fieldUIDL)
 	b.WriteString(formatUIDL(uid, epoch))
+	if lit != "" {
+		b.WriteString(fieldLiteral)
+		b.WriteString(encodeNameLiteral(lit))
+	}
 	b.WriteString(fieldSize)
 	b.WriteString(strconv.FormatInt(size, 10))
 	if hasInfo {
@@ -105,6 +127,98 @@ func parseUIDL(s string) (uid, epoch uint32, ok bool) {
 		return 0, 0, false
 	}
 	return uint32(u), uint32(e), true
+}
+
+// validUIDL checks RFC 1939 §7: "one to 70 characters in the range 0x21 to
+// 0x7E".
+func validUIDL(s string) bool {
+	if len(s) < 1 || len(s) > maxUIDLLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// isLiteralUIDL: s is a valid UIDL that is not in popbox's own format. The
+// two kinds cannot be confused: a string formatUIDL could produce is always
+// stored as (uid, epoch), anything else as a literal.
+func isLiteralUIDL(s string) bool {
+	if !validUIDL(s) {
+		return false
+	}
+	_, _, own := parseUIDL(s)
+	return !own
+}
+
+// nameLiteralEscape: bytes a literal UIDL cannot carry verbatim in a file
+// name: '/' (path), ':' (Maildir info), ',' (field separator, also for
+// Dovecot and mbsync), and '%' itself.
+func nameLiteralEscape(c byte) bool { return c == '/' || c == ':' || c == ',' || c == '%' }
+
+// encodeNameLiteral percent-encodes the bytes nameLiteralEscape names, with
+// upper-case hex; everything else in 0x21..0x7E stays readable.
+func encodeNameLiteral(lit string) string {
+	const hexdigits = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(lit) + 8)
+	for i := 0; i < len(lit); i++ {
+		c := lit[i]
+		if nameLiteralEscape(c) {
+			b.WriteByte('%')
+			b.WriteByte(hexdigits[c>>4])
+			b.WriteByte(hexdigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// decodeNameLiteral is the strict inverse of encodeNameLiteral: only the
+// canonical encoding of a literal UIDL is accepted.
+func decodeNameLiteral(s string) (string, bool) {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(s) {
+				return "", false
+			}
+			v, ok := unhexUpper(s[i+1], s[i+2])
+			if !ok || !nameLiteralEscape(v) {
+				return "", false
+			}
+			b = append(b, v)
+			i += 2
+		case nameLiteralEscape(c) || c < 0x21 || c > 0x7e:
+			return "", false
+		default:
+			b = append(b, c)
+		}
+	}
+	if !isLiteralUIDL(string(b)) {
+		return "", false
+	}
+	return string(b), true
+}
+
+// keyTime is the delivery time a Maildir unique name starts with: the
+// spec's "<seconds>." prefix, which popbox and most MDAs write.
+func keyTime(key string) (time.Time, bool) {
+	secs, _, found := strings.Cut(key, ".")
+	if !found {
+		return time.Time{}, false
+	}
+	v, ok := parseDecimal(secs, 1<<40)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(v), 0), true
 }
 
 // parseDecimal accepts only canonical decimal (no sign, no leading zeros)

@@ -63,10 +63,12 @@ func findByKey(mb mailbox, key string) (dirFile, bool, error) {
 	return dirFile{}, false, nil
 }
 
-// uidSeen tracks the highest uid seen per epoch, for counter recovery.
+// uidSeen tracks the highest uid seen per epoch, for counter recovery, and
+// the lowest epoch, for the import floor.
 type uidSeen struct {
 	any      bool
 	maxEpoch uint32
+	minEpoch uint32
 	maxUID   map[uint32]uint32
 }
 
@@ -76,6 +78,9 @@ func (u *uidSeen) add(uid, epoch uint32) {
 	}
 	if !u.any || epoch > u.maxEpoch {
 		u.maxEpoch = epoch
+	}
+	if !u.any || epoch < u.minEpoch {
+		u.minEpoch = epoch
 	}
 	u.any = true
 	if uid > u.maxUID[epoch] {
@@ -122,8 +127,49 @@ func recoverCounter(ctr counterState, ctrOK bool, idx indexData, seen uidSeen) (
 	return counterState{epoch: top, next: next}, false
 }
 
+// lowestEpoch is the import floor when the counter does not record it: the
+// lowest epoch anything mentions, which is at or below every epoch popbox
+// handed out a uid in that left a trace.
+func lowestEpoch(epoch uint32, idx indexData, seen uidSeen) uint32 {
+	if idx.header {
+		epoch = min(epoch, idx.epoch)
+	}
+	if seen.any {
+		epoch = min(epoch, seen.minEpoch)
+	}
+	return epoch
+}
+
+// floorOf is the import floor for the counter next, recovered from ctr:
+// the one ctr records, else (a version-1 or lost counter) the lowest epoch
+// anything mentions.
+func floorOf(next, ctr counterState, ctrOK bool, idx indexData, seen uidSeen) uint32 {
+	switch {
+	case ctrOK && ctr.acct:
+		return ctr.floor
+	case ctrOK:
+		return lowestEpoch(min(next.epoch, ctr.epoch), idx, seen)
+	}
+	return lowestEpoch(next.epoch, idx, seen)
+}
+
+// seeTrash adds the uids of deleted messages to seen. Only recovery needs
+// them: a sound counter is above them already.
+func (s *Store) seeTrash(mb mailbox, seen *uidSeen) error {
+	trash, _, err := s.listTrash(mb)
+	if err != nil {
+		return err
+	}
+	for _, t := range trash {
+		seen.add(t.fn.uid, t.fn.epoch)
+	}
+	return nil
+}
+
 // recoverFromDisk rebuilds the counter when its file is missing or damaged,
-// from the index and the names in new/ and cur/ (no message is read).
+// from the index and the names in new/, cur/ and popbox-trash/ (no message
+// is read). The totals come from the index records and, for files the
+// index lacks, their names; the next Open makes them exact.
 func (s *Store) recoverFromDisk(mb mailbox) (counterState, error) {
 	idx, _, err := s.readIndex(mb)
 	if err != nil {
@@ -134,18 +180,32 @@ func (s *Store) recoverFromDisk(mb mailbox) (counterState, error) {
 		return counterState{}, err
 	}
 	var seen uidSeen
+	byKey := make(map[string]record, len(idx.recs))
 	for _, r := range idx.recs {
 		seen.add(r.uid, r.epoch)
+		byKey[r.key] = r
 	}
+	if err := s.seeTrash(mb, &seen); err != nil {
+		return counterState{}, err
+	}
+	var msgs, octets int64
 	for _, f := range files {
-		if fn := parseFileName(f.name); fn.hasFields {
+		fn := parseFileName(f.name)
+		if fn.hasFields {
 			seen.add(fn.uid, fn.epoch)
+		}
+		if r, ok := byKey[fn.key]; ok {
+			msgs, octets = msgs+1, octets+r.size
+		} else if fn.hasFields {
+			msgs, octets = msgs+1, octets+fn.size
 		}
 	}
 	c, fresh := recoverCounter(counterState{}, false, idx, seen)
 	if fresh && (idx.header || seen.any) { // else: a new, empty mailbox
 		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", c.epoch)
 	}
+	c.floor = lowestEpoch(c.epoch, idx, seen)
+	c.msgs, c.bytes, c.acct = msgs, octets, true
 	return c, nil
 }
 
@@ -157,6 +217,15 @@ type entry struct {
 	uid   uint32
 	epoch uint32
 	size  int64
+	lit   string // imported literal UIDL, or ""
+}
+
+// uidl is the UIDL POP3 reports for the entry.
+func (e *entry) uidl() string {
+	if e.lit != "" {
+		return e.lit
+	}
+	return formatUIDL(e.uid, e.epoch)
 }
 
 // candidate is a file during reconcile.
@@ -214,15 +283,16 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 		}
 		switch {
 		case fn.hasFields:
-			c.uid, c.epoch, c.size, c.conf = fn.uid, fn.epoch, fn.size, 1
-			if inIdx && rec.uid == fn.uid && rec.epoch == fn.epoch && rec.size == fn.size {
-				c.conf = 2
+			c.uid, c.epoch, c.size, c.lit, c.conf = fn.uid, fn.epoch, fn.size, fn.lit, 1
+			if inIdx && rec.uid == fn.uid && rec.epoch == fn.epoch && rec.size == fn.size && (rec.lit == fn.lit || fn.lit == "") {
+				// A literal too long for the name is in the index only.
+				c.lit, c.conf = rec.lit, 2
 			} else {
 				dirty = true // the index lacks or contradicts it; the name wins
 			}
 			seen.add(fn.uid, fn.epoch)
 		case inIdx:
-			c.uid, c.epoch, c.size, c.conf = rec.uid, rec.epoch, rec.size, 1
+			c.uid, c.epoch, c.size, c.lit, c.conf = rec.uid, rec.epoch, rec.size, rec.lit, 1
 			c.rename = true
 		default:
 			c.fresh, c.rename = true, true
@@ -263,9 +333,23 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 		c.size = size
 	}
 
+	if !ctrOK {
+		// The deleted messages' uids were handed out too.
+		if err := s.seeTrash(mb, &seen); err != nil {
+			return nil, err
+		}
+	}
 	next, newEpoch := recoverCounter(ctr, ctrOK, idx, seen)
 	if newEpoch && (ctrOK || idx.header || seen.any) { // else: a new, empty mailbox
 		s.log.Warn("maildir: UID counter lost, starting a new UIDL epoch", "user", mb.user, "epoch", next.epoch)
+	}
+	next.floor = floorOf(next, ctr, ctrOK, idx, seen)
+	next.msgs, next.bytes, next.acct = 0, 0, true
+	for i := range cands {
+		if !gone[i] {
+			next.msgs++
+			next.bytes += cands[i].size
+		}
 	}
 	for _, i := range fresh {
 		if !gone[i] {
@@ -295,9 +379,15 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 				return nil, err
 			}
 		}
-		name := withFields(key, c.uid, c.epoch, c.size, c.fn.info, c.fn.hasInfo)
+		name := withFields(key, c.uid, c.epoch, c.size, c.lit, c.fn.info, c.fn.hasInfo)
+		if len(name) > maxNameLen && c.lit != "" {
+			name = withFields(key, c.uid, c.epoch, c.size, "", c.fn.info, c.fn.hasInfo)
+		}
 		if len(name) > maxNameLen && !c.newBase {
 			continue // no room in the name: the index alone keeps its UIDL
+		}
+		if err := s.step("rename in " + c.sub + "/"); err != nil {
+			return nil, fmt.Errorf("maildir: rename %s: %w", c.name, err)
 		}
 		if err := os.Rename(mb.path(c.sub, c.name), mb.path(c.sub, name)); err != nil {
 			if c.newBase {
@@ -332,10 +422,17 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 		}
 		return cmp.Compare(a.uid, b.uid)
 	})
+	if u := usageOf(snap); u != next.usage() {
+		// A duplicate that could not be renamed was left out.
+		next.msgs, next.bytes = u.Messages, u.Bytes
+		if err := s.writeCounter(mb, next); err != nil {
+			return nil, err
+		}
+	}
 	if dirty || len(fresh) > 0 {
 		recs := make([]record, len(snap))
 		for i, e := range snap {
-			recs[i] = record{key: e.key, uid: e.uid, epoch: e.epoch, size: e.size}
+			recs[i] = record{key: e.key, uid: e.uid, epoch: e.epoch, size: e.size, lit: e.lit}
 		}
 		if err := s.writeIndex(mb, next, recs); err != nil {
 			return nil, err
@@ -376,7 +473,29 @@ func resolveDuplicates(cands []candidate) bool {
 			byUID[u] = i
 			loser = &cands[j]
 		}
-		loser.fresh, loser.newBase, loser.uid, loser.epoch, loser.conf = true, true, 0, 0, 0
+		loser.fresh, loser.newBase, loser.uid, loser.epoch, loser.conf, loser.lit = true, true, 0, 0, 0, ""
+	}
+	// Literal UIDLs (Import) must be unique too: a copy, or an import
+	// retried after a crash between its rename and its index record. The
+	// loser keeps its own uid and reports that instead.
+	byLit := make(map[string]int)
+	for i := range cands {
+		c := &cands[i]
+		if c.fresh || c.lit == "" {
+			continue
+		}
+		j, dup := byLit[c.lit]
+		if !dup {
+			byLit[c.lit] = i
+			continue
+		}
+		changed = true
+		loser := c
+		if better(c, &cands[j]) {
+			byLit[c.lit] = i
+			loser = &cands[j]
+		}
+		loser.lit, loser.rename = "", true
 	}
 	// Keys: uid holders first, then fresh files in name order.
 	order := make([]int, 0, len(cands))

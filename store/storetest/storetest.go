@@ -4,7 +4,9 @@
 // locks, snapshots isolated from concurrent delivery, deletion only by
 // Commit, UIDLs that are stable, unique, well-formed and never reused, exact
 // wire sizes (RFC 1939 §11), byte-identical content, safe concurrent
-// delivery, and rejection of unusable user names.
+// delivery, and rejection of unusable user names. RunAdmin adds the
+// contract of store.Admin: quotas, usage, retention of deleted mail with
+// Purge and Restore, Expire and Import.
 //
 // The tests use only the store package's interfaces, so they cannot reach
 // into a backend; backend-specific behaviour (crash recovery, foreign files,
