@@ -279,8 +279,8 @@ func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
 		}
 	}
 	caps = append(caps, pop3.CapRespCodes, pop3.CapAuthRespCode, pop3.CapPipelining,
-		// RFC 2449 §6.7: popbox never deletes mail on its own.
-		pop3.CapExpire+" NEVER",
+		// RFC 2449 §6.7: how long the server keeps mail.
+		expireCap(s.srv.ExpireDays),
 		// RFC 2449 §6.5: the minimum delay between logins, enforced
 		// in openMaildrop.
 		pop3.CapLoginDelay+" "+strconv.Itoa(int(s.srv.loginDelay().Seconds())),
@@ -295,6 +295,13 @@ func cmdCapa(s *session, _ pop3.Command, _ []byte) error {
 	}
 	_, err := s.w.WriteString(".\r\n")
 	return err
+}
+
+func expireCap(days int) string {
+	if days <= 0 {
+		return pop3.CapExpire + " NEVER"
+	}
+	return pop3.CapExpire + " " + strconv.Itoa(days)
 }
 
 func cmdUTF8(s *session, cmd pop3.Command, _ []byte) error {

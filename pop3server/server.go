@@ -159,6 +159,10 @@ type Server struct {
 	AuthFailureDelayMax time.Duration
 	Limits              Limits
 	Logger              *slog.Logger
+	// ExpireDays is advertised as RFC 2449 §6.7's EXPIRE: the server
+	// deletes messages older than this many days on its own; 0 means
+	// NEVER. (The deleting is the store's, run by the caller.)
+	ExpireDays int
 	// LoginDelay is the minimum time between two logins of a user (RFC
 	// 2449 §6.5 LOGIN-DELAY), advertised in CAPA and enforced when the
 	// Backend is a LoginHistory; 0 means none.

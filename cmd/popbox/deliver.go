@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/store"
 	"github.com/popbox/popbox/userdb"
 )
@@ -18,13 +19,15 @@ func newDeliver(g *globals) *cobra.Command {
 		Long: `Deliver one message from standard input, for an MTA's mailbox_command or
 a script. It exits 0 only once the message is on disk (file and directory
 synced). Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
-75 temporary failure (the MTA retries later), 64 usage, 78 configuration.`,
+75 temporary failure (the MTA retries later), 73 mailbox over quota when
+lmtp.quota_permanent is set (75 otherwise), 64 usage, 78 configuration.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := g.data(cmd)
+			cfg, err := g.load(cmd)
 			if err != nil {
 				return err
 			}
+			data := app.DataDir(cfg.DataDir)
 			// Without a user database every recipient would be unknown and
 			// bounce: a wrong --data or an unmounted volume must make the
 			// MTA retry instead, and must not create an empty database.
@@ -40,13 +43,15 @@ synced). Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}
-			st, err := data.OpenStore(nil)
+			st, err := data.OpenMailStore(nil, users, cfg.Mail)
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}
 			in := bufio.NewReaderSize(cmd.InOrStdin(), 64*1024)
 			_, err = st.Deliver(cmd.Context(), u.Name, in)
 			switch {
+			case errors.Is(err, store.ErrQuota) && cfg.LMTP.QuotaPermanent:
+				return withCode(exitCantCreat, fmt.Errorf("delivery to %s: %w", u.Name, err))
 			case errors.Is(err, store.ErrQuota):
 				return withCode(exitTempFail, fmt.Errorf("delivery to %s: %w", u.Name, err))
 			case err != nil:

@@ -639,6 +639,11 @@ func TestFetchProgressOnTerminal(t *testing.T) {
 	if waitErr != nil {
 		t.Errorf("popbox fetch: %v; screen %q", waitErr, screen)
 	}
+	// The last lines may still be on their way through the pty when the
+	// process has exited.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(screen.String(), "tty 20/20 msgs") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	out := screen.String()
 	t.Logf("screen: %q", out)
 	for _, want := range []string{"tty 20/20 msgs", "100%"} {

@@ -19,11 +19,12 @@ import (
 // Exit codes from sysexits.h, which MTAs interpret (a mailbox_command that
 // exits 75 is retried later, 67 bounces).
 const (
-	exitUsage    = 64 // EX_USAGE
-	exitNoUser   = 67 // EX_NOUSER
-	exitSoftware = 70 // EX_SOFTWARE
-	exitTempFail = 75 // EX_TEMPFAIL
-	exitConfig   = 78 // EX_CONFIG
+	exitUsage     = 64 // EX_USAGE
+	exitNoUser    = 67 // EX_NOUSER
+	exitSoftware  = 70 // EX_SOFTWARE
+	exitCantCreat = 73 // EX_CANTCREAT: deliver, mailbox over quota (permanent)
+	exitTempFail  = 75 // EX_TEMPFAIL
+	exitConfig    = 78 // EX_CONFIG
 )
 
 // exitError carries a process exit code with the error to print.
@@ -92,7 +93,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (TOML; see popbox.example.toml)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "./popbox-data", "data directory (or $POPBOX_DATA)")
-	root.AddCommand(newServe(g), newUser(g), newDeliver(g), newFetch(g), &cobra.Command{
+	root.AddCommand(newServe(g), newUser(g), newDeliver(g), newFetch(g), newRestore(g), newImport(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  exactArgs(0),

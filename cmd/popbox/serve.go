@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/popbox/popbox/store"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -159,7 +161,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		return dataDirError(err, cfg)
 	}
 	defer users.Close()
-	st, err := data.OpenStore(log)
+	st, err := data.OpenMailStore(log, users, cfg.Mail)
 	if err != nil {
 		return dataDirError(err, cfg)
 	}
@@ -210,6 +212,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		TLSConfig:           tlsConfig,
 		ClientCertUser:      certUser,
 		LoginDelay:          cfg.POP3.LoginDelay.Duration,
+		ExpireDays:          cfg.Mail.ExpireDays,
 		TokenVerifier:       tokenVerifier(tokens),
 		Hostname:            cfg.POP3.Hostname,
 		Implementation:      "popbox-" + version(),
@@ -284,6 +287,13 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		}
 		go func() { errc <- serveOn(l.l) }()
 	}
+	maintCtx, stopMaint := context.WithCancel(context.Background())
+	maintDone := make(chan struct{})
+	go func() {
+		defer close(maintDone)
+		maintain(maintCtx, st, cfg.Mail, log)
+	}()
+	defer func() { stopMaint(); <-maintDone }()
 	lmtpErrc := make(chan error, len(lmtpListeners))
 	for _, l := range lmtpListeners {
 		log.Info("listening", "proto", "lmtp", "addr", l.Addr().String())
@@ -333,6 +343,38 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			}
 			log.Info("stopped")
 			return nil
+		}
+	}
+}
+
+// maintain runs the mail store's periodic work until ctx ends: purging
+// deleted mail whose keep_deleted_days are over and, with expire_days,
+// expiring old mail (mailboxes in use are caught at the next run).
+func maintain(ctx context.Context, st store.Admin, mail config.Mail, log *slog.Logger) {
+	t := time.NewTicker(mail.MaintenanceInterval.Duration)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if mail.ExpireDays > 0 {
+			n, busy, err := st.ExpireAll(ctx, now.Add(-time.Duration(mail.ExpireDays)*24*time.Hour))
+			if n > 0 || len(busy) > 0 {
+				log.Info("expired old mail", "messages", n, "days", mail.ExpireDays, "mailboxes_in_use", len(busy))
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Error("expiring old mail", "err", err)
+			}
+		}
+		n, err := st.PurgeAll(ctx, now)
+		if n > 0 {
+			log.Info("purged deleted mail", "messages", n, "kept_days", mail.KeepDeletedDays)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("purging deleted mail", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

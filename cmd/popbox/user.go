@@ -156,11 +156,24 @@ func newUserShow(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				data, err := g.data(cmd)
+				if err != nil {
+					return err
+				}
+				st, err := data.OpenStore(nil)
+				if err != nil {
+					return err
+				}
+				usage, err := st.Usage(ctx, u.Name)
+				if err != nil {
+					return err
+				}
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "user:          %s\n", u.Name)
 				fmt.Fprintf(w, "created:       %s UTC\n", u.Created.UTC().Format(dateFormat))
 				fmt.Fprintf(w, "status:        %s\n", status(u))
 				fmt.Fprintf(w, "quota:         %s, messages %s\n", describeLimit(u.QuotaBytes, true), describeLimit(u.QuotaMessages, false))
+				fmt.Fprintf(w, "mailbox:       %d messages, %d octets\n", usage.Messages, usage.Bytes)
 				fmt.Fprintf(w, "password:      %s\n", u.PasswordScheme)
 				fmt.Fprintf(w, "app passwords: %d\n", len(apps))
 				printLogins(w, "last logins", hist.Successes)

@@ -134,6 +134,7 @@ func TestUserShow(t *testing.T) {
 created:       \d{4}-\d\d-\d\d \d\d:\d\d UTC
 status:        enabled
 quota:         default, messages default
+mailbox:       0 messages, 0 octets
 password:      argon2id
 app passwords: 1
 last logins:

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/popbox/popbox/config"
 	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/sasl"
@@ -105,12 +106,55 @@ func (d DataDir) OpenExistingUsers() (*userdb.DB, error) {
 	return d.OpenUsers()
 }
 
-// OpenStore opens the Maildir store.
+// OpenStore opens the Maildir store without quotas and without keeping
+// deleted mail, for tests; the commands use OpenMailStore.
 func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
+	return d.openStore(maildir.Options{Logger: log})
+}
+
+// OpenMailStore opens the Maildir store as configured: quotas (mail's
+// defaults, overridden per user in users), and deleted mail kept
+// mail.KeepDeletedDays days. Every command that delivers or deletes must
+// open it this way, or it would ignore quotas or delete for good.
+func (d DataDir) OpenMailStore(log *slog.Logger, users *userdb.DB, mail config.Mail) (*maildir.Store, error) {
+	return d.openStore(maildir.Options{
+		Logger:    log,
+		Retention: time.Duration(mail.KeepDeletedDays) * 24 * time.Hour,
+		Quota:     QuotaFunc(users, mail),
+	})
+}
+
+// QuotaFunc returns each user's quota: the per-user overrides in users (if
+// not nil) over mail's defaults. It is asked at every delivery, so a
+// change with "popbox user set" applies at once, without a restart.
+func QuotaFunc(users *userdb.DB, mail config.Mail) func(ctx context.Context, user string) (store.Quota, error) {
+	return func(ctx context.Context, user string) (store.Quota, error) {
+		q := store.Quota{MaxBytes: int64(mail.QuotaBytes), MaxMessages: int64(mail.QuotaMessages)}
+		if users == nil {
+			return q, nil
+		}
+		u, err := users.Get(ctx, user)
+		if errors.Is(err, userdb.ErrNotFound) || errors.Is(err, userdb.ErrInvalidName) {
+			return q, nil // mail for a name userdb does not know: the defaults
+		}
+		if err != nil {
+			return q, fmt.Errorf("reading the quota of %s: %w", user, err)
+		}
+		if u.QuotaBytes != nil {
+			q.MaxBytes = *u.QuotaBytes
+		}
+		if u.QuotaMessages != nil {
+			q.MaxMessages = *u.QuotaMessages
+		}
+		return q, nil
+	}
+}
+
+func (d DataDir) openStore(opts maildir.Options) (*maildir.Store, error) {
 	if err := os.MkdirAll(d.MailRoot(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating mail directory: %w", err)
 	}
-	st, err := maildir.New(d.MailRoot(), maildir.Options{Logger: log})
+	st, err := maildir.New(d.MailRoot(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening mail store %s: %w", d.MailRoot(), err)
 	}
