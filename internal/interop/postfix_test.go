@@ -303,3 +303,52 @@ func TestLMTPDefaultSocket(t *testing.T) {
 	}
 	p.ok(t, "QUIT")
 }
+
+// TestLMTPQuotaAndExpire: popbox serve's LMTP refuses mail over a user's
+// quota with 452 4.2.2 and stores nothing of it; with mail.expire_days the
+// server says EXPIRE n in CAPA.
+func TestLMTPQuotaAndExpire(t *testing.T) {
+	srv := startServerConfig(t, t.TempDir(), "[mail]\nexpire_days = 30\n")
+	srv.addUser(t, "carol", "Quota-pw-2033")
+	if out, code := srv.run(t, nil, "user", "set", "--data", srv.data, "carol", "messages=1"); code != 0 {
+		t.Fatalf("user set: exit %d\n%s", code, out)
+	}
+	deliver := func(serial int) (int, string) {
+		t.Helper()
+		c, err := net.DialTimeout("unix", filepath.Join(srv.data, "lmtp.sock"), ioTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(ioTimeout))
+		r := textproto.NewConn(c)
+		if _, _, err := r.ReadResponse(220); err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range []string{"LHLO client.test", "MAIL FROM:<a@example.net>", "RCPT TO:<carol@example.org>", "DATA"} {
+			r.PrintfLine("%s", cmd)
+			if _, _, err := r.ReadResponse(0); err != nil && !strings.HasPrefix(cmd, "DATA") {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+		}
+		fmt.Fprintf(c, "Subject: %d\r\n\r\nbody\r\n.\r\n", serial)
+		code, msg, _ := r.ReadResponse(0)
+		r.PrintfLine("QUIT")
+		return code, msg
+	}
+	if code, msg := deliver(1); code != 250 {
+		t.Fatalf("first message: %d %s", code, msg)
+	}
+	if code, msg := deliver(2); code != 452 || !strings.HasPrefix(msg, "4.2.2") {
+		t.Errorf("second message over a one-message quota: %d %s, want 452 4.2.2", code, msg)
+	}
+	p := dialPOP(t, srv.plain)
+	if got := string(p.multi(t, "CAPA")); !strings.Contains(got, "EXPIRE 30\r\n") {
+		t.Errorf("CAPA does not say EXPIRE 30:\n%s", got)
+	}
+	p.login(t, "carol", "Quota-pw-2033")
+	if n, _ := stat(t, p); n != 1 {
+		t.Errorf("%d messages, want the 1 within quota", n)
+	}
+	p.ok(t, "QUIT")
+}
