@@ -24,20 +24,22 @@ import (
 const ioTimeout = 10 * time.Second
 
 // memStore is a store.Store in memory. Users in quota are over quota;
-// users in fail fail after reading half the message; while block is
+// users in fail fail after reading half the message, users in full as on a
+// full disk; while block is
 // non-nil, Deliver waits for it to close or for its context to end.
 type memStore struct {
 	mu      sync.Mutex
 	msgs    map[string][]string
 	quota   map[string]bool
 	fail    map[string]bool
+	full    map[string]bool
 	block   chan struct{}
 	started chan string // if non-nil, Deliver sends the user name when called
 	ctxErrs []error     // the context errors blocked deliveries saw
 }
 
 func newMemStore() *memStore {
-	return &memStore{msgs: map[string][]string{}, quota: map[string]bool{}, fail: map[string]bool{}}
+	return &memStore{msgs: map[string][]string{}, quota: map[string]bool{}, fail: map[string]bool{}, full: map[string]bool{}}
 }
 
 func (m *memStore) Open(context.Context, string) (store.Maildrop, error) {
@@ -49,7 +51,7 @@ func (m *memStore) Deliver(ctx context.Context, user string, r io.Reader) (store
 		m.started <- user
 	}
 	m.mu.Lock()
-	block, quota, fail := m.block, m.quota[user], m.fail[user]
+	block, quota, fail, full := m.block, m.quota[user], m.fail[user], m.full[user]
 	m.mu.Unlock()
 	if block != nil {
 		select {
@@ -70,6 +72,8 @@ func (m *memStore) Deliver(ctx context.Context, user string, r io.Reader) (store
 		return store.MessageInfo{}, fmt.Errorf("memStore: %s: %w", user, store.ErrQuota)
 	case fail:
 		return store.MessageInfo{}, errors.New("memStore: disk on fire")
+	case full:
+		return store.MessageInfo{}, fmt.Errorf("memStore: write: %w", syscall.ENOSPC)
 	}
 	size, _ := pop3.WireSize(bytes.NewReader(b))
 	m.mu.Lock()

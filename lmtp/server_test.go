@@ -94,6 +94,14 @@ func TestDelivery(t *testing.T) {
 		wantData:  []string{"451 4.3.0 <carol@example.org>", "250 2.0.0 <alice@example.org>"},
 		wantStore: map[string][]string{"alice": {hdr(sender, "alice@example.org") + "x\n"}},
 	}, {
+		name:      "full disk is 452 4.3.1",
+		setup:     func(m *memStore) { m.full["carol"] = true },
+		rcpts:     []string{"carol@example.org"},
+		data:      "x\r\n.\r\n",
+		wantRcpt:  []string{"250 2.0.0"},
+		wantData:  []string{"452 4.3.1 <carol@example.org>"},
+		wantStore: map[string][]string{},
+	}, {
 		name:      "unknown, malformed and unresolvable recipients refused at RCPT",
 		rcpts:     []string{"nobody@example.org", "alice@example.org", "\"x\rz\"@example.org", "down@example.org", "bob"},
 		data:      "x\r\n.\r\n",

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -208,6 +209,9 @@ func (ss *session) deliver(from string, rc recipient, sp *spool, received int64)
 	case errors.Is(err, store.ErrQuota):
 		// As `popbox deliver`: temporary, the owner may make room.
 		rep = reply(452, 4, 2, 2, "Mailbox full, try again later")
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		// RFC 3463 4.3.1 "mail system full": the disk, not the mailbox.
+		rep = reply(452, 4, 3, 1, "Mail system full, try again later")
 	default:
 		// Anything else (including store.ErrInvalidUser, which means the
 		// resolver and the store disagree) is the server's problem: the

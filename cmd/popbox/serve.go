@@ -88,6 +88,9 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 
 func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
+	// Packages that log through slog's default (userdb's hash upgrades,
+	// for one) log in the configured format too.
+	slog.SetDefault(log)
 	// Decided before anything is bound or created, so that a refusal
 	// leaves no trace.
 	dropTo, err := planPrivileges(os.Geteuid(), os.Getegid(), cfg.Process, loopbackTrial(cfg.POP3))
@@ -208,7 +211,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 
 	srv := &pop3server.Server{
 		SCRAMSecret:         scramSecret,
-		Backend:             app.Backend{Users: users, Store: st},
+		Backend:             app.Backend{Users: users, Store: st, Log: log},
 		TLSConfig:           tlsConfig,
 		ClientCertUser:      certUser,
 		LoginDelay:          cfg.POP3.LoginDelay.Duration,
