@@ -37,9 +37,16 @@ var (
 	// 0x21..0x7E (RFC 1939 §7).
 	ErrInvalidUIDL = errors.New("store: invalid UIDL")
 	// ErrUIDLConflict: Import refused a UIDL that a message in the mailbox
-	// has, or that the store may have handed out before; accepting it could
-	// make a client skip a message it has never seen.
+	// has. A migration run twice meets it for every message already
+	// imported and may skip those.
 	ErrUIDLConflict = errors.New("store: UIDL already used")
+	// ErrUIDLPossiblyUsed: Import refused a UIDL that no message in the
+	// mailbox has, but that the store may have handed out before (to a
+	// message since deleted) or may hand out later; accepting it could make
+	// a client that has seen it skip a message it has never seen. The
+	// message is not stored: unlike ErrUIDLConflict, this is no reason to
+	// skip it silently.
+	ErrUIDLPossiblyUsed = errors.New("store: UIDL possibly used by the store before")
 )
 
 // MessageInfo describes one message of a maildrop snapshot.
@@ -146,8 +153,11 @@ type Admin interface {
 	ExpireAll(ctx context.Context, olderThan time.Time) (n int, busy []string, err error)
 	// Import stores one message like Deliver, but with the given UIDL (a
 	// migration from another server, so that clients do not download
-	// their mail again). It returns ErrInvalidUIDL for a malformed UIDL and
-	// ErrUIDLConflict for one in use or possibly used before. Quota does
-	// not refuse an import.
+	// their mail again). Imported messages are listed after those already
+	// in the mailbox, in the order of the imports, each with exactly the
+	// UIDL given, and no UIDL the store hands out later equals it. It
+	// returns ErrInvalidUIDL for a malformed UIDL, ErrUIDLConflict for one a
+	// message in the mailbox has, and ErrUIDLPossiblyUsed for one the store
+	// may have handed out before. Quota does not refuse an import.
 	Import(ctx context.Context, user string, r io.Reader, uidl string) (MessageInfo, error)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,8 +101,12 @@ func newImport(g *globals) *cobra.Command {
 popbox user's mailbox, each with the UIDL Dovecot's POP3 served for it, so
 that no client downloads anything again. UIDLs come from dovecot-uidlist and
 the flags below, which must match the Dovecot configuration that served
-the mailbox. Stop Dovecot and mail delivery for the user first. Importing
-the same Maildir twice is refused message by message (the UIDLs exist).`,
+the mailbox. Messages are imported in Dovecot's POP3 order and listed in
+that order, after any mail the user has in popbox already. Stop Dovecot and
+mail delivery for the user first. Importing the same Maildir again skips the
+messages already there (same UIDL), so an interrupted import can be run
+again. A UIDL popbox may have given to a message before (deleted since)
+cannot be imported: the command stops there and names the message.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if user == "" {
@@ -117,9 +120,8 @@ the same Maildir twice is refused message by message (the UIDLs exist).`,
 			case rerr != nil:
 				return withCode(exitUsage, fmt.Errorf("%s: %w", args[0], rerr))
 			}
-			// The store wants Dovecot-format UIDLs in ascending order;
-			// POP3 order differs only with O records.
-			slices.SortStableFunc(msgs, func(a, b dovecot.Message) int { return int(int64(a.UID) - int64(b.UID)) })
+			// In Dovecot's POP3 order (ReadMaildir's): the store lists
+			// imported messages in the order they are imported.
 			return withMailStore(g, cmd, user, func(_ config.Config, _ *userdb.DB, st *maildir.Store, name string) error {
 				out := cmd.OutOrStdout()
 				imported, already := 0, 0
@@ -135,8 +137,17 @@ the same Maildir twice is refused message by message (the UIDLs exist).`,
 					f.Close()
 					switch {
 					case errors.Is(err, store.ErrUIDLConflict):
+						// A message with this UIDL is in the mailbox: this
+						// one, imported before.
 						already++
 						continue
+					case errors.Is(err, store.ErrUIDLPossiblyUsed):
+						// Not in the mailbox, but popbox may have served
+						// this UIDL for another message: a client that saw
+						// it would never download this one. Skipping it
+						// would lose it from the migration.
+						return fmt.Errorf("cannot import %s (UIDL %s) with its UIDL: %w; "+
+							"%d imported so far, %d already there, the rest not imported", m.Path, m.UIDL, err, imported, already)
 					case err != nil:
 						return fmt.Errorf("importing %s (UIDL %s): %w; %d imported so far", m.Path, m.UIDL, err, imported)
 					}

@@ -391,8 +391,9 @@ func TestUsageFollowsForeignFiles(t *testing.T) {
 	}
 }
 
-// TestImportHexRules: popbox-format UIDLs are placed exactly, and the
-// counter never hands them out (or ones popbox may have handed out) again.
+// TestImportHexRules: imports are listed in import order, each with its
+// UIDL, and the counter never hands out a popbox-format UIDL that was
+// imported (or one popbox may have handed out) again.
 func TestImportHexRules(t *testing.T) {
 	ctx := context.Background()
 	s, root, _ := adminStore(t, Options{})
@@ -407,23 +408,30 @@ func TestImportHexRules(t *testing.T) {
 		uidl string
 		err  error
 	}{
-		{formatUIDL(9, e-100), nil},                    // below the floor: never popbox's
-		{formatUIDL(3, e-100), nil},                    // ... in any order
-		{formatUIDL(9, e-100), store.ErrUIDLConflict},  // present
-		{formatUIDL(1, e), store.ErrUIDLConflict},      // popbox's own
-		{formatUIDL(5, e), nil},                        // ahead in popbox's epoch: next becomes 6
-		{formatUIDL(4, e), store.ErrUIDLConflict},      // behind the counter now
-		{formatUIDL(7, e+10), nil},                     // a later epoch: the counter moves there
-		{formatUIDL(9, e+5), store.ErrUIDLConflict},    // between floor and counter: maybe popbox's
-		{formatUIDL(1, 1<<32-1), store.ErrInvalidUIDL}, // no epoch left above
-		{"00000000" + formatUIDL(1, e)[8:], nil},       // uid 0 is not popbox's format: a literal
-		{formatUIDL(1, e-100) + "x", nil},              // 17 characters: a literal
-		{strings.ToLower(formatUIDL(11, e-100)), nil},  // lower case: a literal
+		{formatUIDL(9, e-100), nil},                     // below the floor: never popbox's; a literal, uid 2
+		{formatUIDL(3, e-100), nil},                     // ... in any order; uid 3
+		{formatUIDL(9, e-100), store.ErrUIDLConflict},   // present
+		{d.UIDL, store.ErrUIDLConflict},                 // present, popbox's own
+		{formatUIDL(2, e), store.ErrUIDLPossiblyUsed},   // popbox's own, given to a literal import
+		{formatUIDL(5, e), nil},                         // ahead in popbox's epoch: next becomes 6
+		{formatUIDL(4, e), store.ErrUIDLPossiblyUsed},   // behind the counter now
+		{formatUIDL(7, e+10), nil},                      // a later epoch: the counter moves there
+		{formatUIDL(9, e+5), store.ErrUIDLPossiblyUsed}, // between floor and counter: maybe popbox's
+		{formatUIDL(1, 1<<32-1), store.ErrInvalidUIDL},  // no epoch left above
+		{"00000000" + formatUIDL(1, e)[8:], nil},        // uid 0 is not popbox's format: a literal
+		{formatUIDL(1, e-100) + "x", nil},               // 17 characters: a literal
+		{strings.ToLower(formatUIDL(11, e-100)), nil},   // lower case: a literal
 		{strings.ToLower(formatUIDL(11, e-100)), store.ErrUIDLConflict},
 	}
 	for _, tc := range tests {
-		if err := imp(tc.uidl); !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+		err := imp(tc.uidl)
+		if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("Import(%s) = %v, want %v", tc.uidl, err, tc.err)
+		}
+		// The two refusals are told apart: a migration skips the one
+		// and must not skip the other.
+		if errors.Is(err, store.ErrUIDLConflict) && errors.Is(err, store.ErrUIDLPossiblyUsed) {
+			t.Errorf("Import(%s) = %v: both ErrUIDLConflict and ErrUIDLPossiblyUsed", tc.uidl, err)
 		}
 	}
 	// The literals took uids 8 to 10 of the new epoch.
@@ -440,8 +448,9 @@ func TestImportHexRules(t *testing.T) {
 	for _, m := range msgs {
 		got = append(got, m.UIDL)
 	}
-	// Delivery order is (epoch, uid): the old epoch first.
-	want := []string{formatUIDL(3, e-100), formatUIDL(9, e-100), d.UIDL, formatUIDL(5, e), formatUIDL(7, e+10),
+	// Import order, after what was there: an old epoch's UIDL does not
+	// move to the front.
+	want := []string{d.UIDL, formatUIDL(9, e-100), formatUIDL(3, e-100), formatUIDL(5, e), formatUIDL(7, e+10),
 		"00000000" + formatUIDL(1, e)[8:], formatUIDL(1, e-100) + "x", strings.ToLower(formatUIDL(11, e-100)), next.UIDL}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("listing (-want +got):\n%s", diff)
@@ -679,4 +688,72 @@ func stepIndex(t *testing.T, s *Store, name string, op func() error) int {
 		t.Fatalf("no step %q in %v", name, steps)
 	}
 	return i
+}
+
+// TestImportOrder: imported messages are listed in import order after the
+// mailbox's own, with the UIDLs given, whatever the UIDLs look like (an
+// X-UIDL that happens to spell an old (uid, epoch) does not jump to the
+// front), also when only the file names are left; mail delivered later
+// comes last with a UIDL of its own. Mailboxes written before, where such
+// an import took its (uid, epoch) as is, read unchanged.
+func TestImportOrder(t *testing.T) {
+	ctx := context.Background()
+	s, root, _ := adminStore(t, Options{})
+	mb := mdir(root, "alice")
+	first := deliver(t, s, "alice", "first\n")
+	_, e, _ := parseUIDL(first.UIDL)
+	imported := []string{"000000016b09839a", "00000005000003E8", "chain-xuidl-1", formatUIDL(2, e-1), "000000026b09839a"}
+	want := []string{first.UIDL}
+	for i, u := range imported {
+		info, err := s.Import(ctx, "alice", strings.NewReader(fmt.Sprintf("m%d\n", i)), u)
+		if err != nil || info.UIDL != u {
+			t.Fatalf("Import(%s) = %+v, %v", u, info, err)
+		}
+		want = append(want, u)
+	}
+	last := deliver(t, s, "alice", "last\n")
+	if slices.Contains(want, last.UIDL) {
+		t.Fatalf("delivery after the imports got %s, an imported UIDL", last.UIDL)
+	}
+	want = append(want, last.UIDL)
+	check := func(when string) {
+		t.Helper()
+		msgs, _ := snapshotOf(t, s, "alice")
+		if diff := cmp.Diff(want, uidlsOf(msgs)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", when, diff)
+		}
+	}
+	check("listing")
+	mustRemove(t, mb.path(indexName))
+	check("from the names alone")
+	mustRemove(t, mb.path(indexName))
+	mustRemove(t, mb.path(counterName))
+	check("from the names alone, counter lost")
+	again := deliver(t, s, "alice", "again\n")
+	if slices.Contains(want, again.UIDL) {
+		t.Errorf("delivery after recovery got %s, a UIDL in use", again.UIDL)
+	}
+
+	// Written before: bob's import of 00000005000003E8 took it as its
+	// (uid, epoch), without ,L=. It stays as it is.
+	b := deliver(t, s, "bob", "b\n")
+	bob := mdir(root, "bob")
+	mustWrite(t, bob.path("new", withFields("1700000000.M1P1.old", 5, 0x3E8, 3, "", "", false)), []byte("x\n"))
+	idx := mustRead(t, bob.path(indexName))
+	mustWrite(t, bob.path(indexName), appendRecord(idx, record{key: "1700000000.M1P1.old", uid: 5, epoch: 0x3E8, size: 3}))
+	msgs, _ := snapshotOf(t, s, "bob")
+	if diff := cmp.Diff([]string{"00000005000003E8", b.UIDL}, uidlsOf(msgs)); diff != "" {
+		t.Errorf("a numeric import written before (-want +got):\n%s", diff)
+	}
+	if _, err := s.Import(ctx, "bob", strings.NewReader("x\n"), "00000005000003E8"); !errors.Is(err, store.ErrUIDLConflict) {
+		t.Errorf("importing it again = %v, want ErrUIDLConflict", err)
+	}
+}
+
+func uidlsOf(msgs []store.MessageInfo) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.UIDL)
+	}
+	return out
 }

@@ -18,10 +18,12 @@
 //     in one process conflict just as two processes do; the kernel drops the
 //     lock when the holder dies, so nothing stale is ever left to clean up.
 //
-//   - UIDL = Dovecot's %08X%08X of (uid, epoch): 16 characters, within RFC
-//     1939 §7's 1..70 in 0x21..0x7E. uid comes from a per-mailbox counter
-//     (popbox-uidnext) that only grows; epoch is a UIDVALIDITY-like 32-bit
-//     Unix time fixed when the counter was created. A uid is allocated under
+//   - UIDL = %08X%08X of (uid, epoch), upper-case hex: 16 characters,
+//     within RFC 1939 §7's 1..70 in 0x21..0x7E. (The shape of Dovecot's
+//     default pop3_uidl_format %08Xu%08Xv, but Dovecot prints lower case,
+//     so its default UIDLs never look like popbox's.) uid comes from a
+//     per-mailbox counter (popbox-uidnext) that only grows; epoch is a
+//     UIDVALIDITY-like 32-bit Unix time fixed when the counter was created. A uid is allocated under
 //     the index lock and the counter fsynced before the uid is used, so a
 //     UIDL is never handed out twice, even after the message with the
 //     highest one is deleted.
@@ -76,24 +78,34 @@
 //     taking the session lock without waiting (store.ErrInUse if a client
 //     has the maildrop).
 //
-//   - Import keeps a migrated message's UIDL. A UIDL in popbox's own format
-//     is stored as that (uid, epoch) if popbox cannot have handed it out:
-//     in an epoch above the counter's (the counter moves there), above the
-//     counter in its own epoch (the counter moves past it), or in an epoch
-//     below the floor, the lowest epoch popbox itself ever allocated in,
-//     which the counter keeps. Any other UIDL is stored as a literal: the
-//     message gets a uid of its own for ordering, and the literal goes into
-//     the index record and, percent-encoded, into an ",L=" field of the file
-//     name (<unique>,P=<uidl>,L=<literal>,R=<size>). A literal too long for
-//     the name (NAME_MAX) is kept by the index alone, as a foreign file's
-//     UIDL is. UIDLs present in the mailbox are refused; the check reads
-//     the index once per mailbox and then only what was appended since.
+//   - Import keeps a migrated message's UIDL, and lists imported messages
+//     in import order after what the mailbox has. A UIDL is normally stored
+//     as a literal: the message gets a uid of its own from the counter,
+//     which orders it, and the literal goes into the index record and,
+//     percent-encoded, into an ",L=" field of the file name
+//     (<unique>,P=<uidl>,L=<literal>,R=<size>). That covers Dovecot's own
+//     UIDLs too: its default %08Xu%08Xv prints lower-case hex
+//     (000000016b09839a), which is not popbox's format. A UIDL in popbox's
+//     own format (upper-case, e.g. an X-UIDL) must also never be handed out
+//     later: above the counter (in a later epoch, or later in its epoch) the
+//     counter moves past it and the message takes that (uid, epoch) itself,
+//     which sorts last anyway; in an epoch below the floor, the lowest epoch
+//     popbox itself ever allocated in (which the counter keeps), popbox
+//     never allocates, and it is stored as a literal like any other, so an
+//     old epoch does not move it to the front. Anything in between may have
+//     been handed out and is refused (store.ErrUIDLPossiblyUsed). A literal
+//     too long for the name (NAME_MAX) is kept by the index alone, as a
+//     foreign file's UIDL is. UIDLs present in the mailbox are refused
+//     (store.ErrUIDLConflict); the check reads the index once per mailbox
+//     and then only what was appended since.
 //
 //   - Compatibility: mailboxes written before these features read
 //     unchanged. The index format is the same version 1, with an optional
 //     fifth field only on records of literal imports; file names gain ",L="
 //     only for those; the counter is version 2 (older popbox versions treat
 //     it as damaged and recover it safely from the index and the names).
+//     Messages imported by versions that stored every popbox-format UIDL
+//     as its (uid, epoch) keep their UIDLs and their place.
 //
 //   - Counter recovery. The newest epoch any source mentions wins; if the
 //     counter file or the index header vouches for it, next = max(their
@@ -136,6 +148,19 @@
 //     nothing. Tests stop every operation at each of its steps, as a crash
 //     would, and fail each step, and check that nothing is lost, duplicated
 //     or given a used UIDL (crash_test.go).
+//
+//   - A full disk stops delivery, not reading. Deliver, Import and Restore
+//     fail (and leave nothing) when the counter, the message or its index
+//     record cannot be written; an index append cut short is cut back off.
+//     Commit succeeds once the deletions are durable (renamed into the trash
+//     or unlinked, directories synced): failing to drop their index records
+//     and totals afterwards is only logged, and the next Open drops the
+//     stale records. Open serves the snapshot it computed even when it
+//     cannot write the repaired index or counter back, logging a warning:
+//     the names and the old index carry every UIDL it serves. It never
+//     serves a uid it could not persist: a file needing a fresh uid is left
+//     out (until an Open that can write) unless the counter was written and
+//     the file's new name or the new index is durable too.
 //
 //   - Snapshots: Open fixes the list; a message delivered later is in the
 //     index and new/ but not in the snapshot, and Commit rereads the index

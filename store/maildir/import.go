@@ -3,6 +3,7 @@ package maildir
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,32 +16,39 @@ import (
 
 // Import implements store.Admin, for migrating from another POP3 server
 // without clients downloading everything again. The message is stored as
-// Deliver stores it (same fsyncs, same all-or-nothing), and keeps uidl:
+// Deliver stores it (same fsyncs, same all-or-nothing), and keeps uidl.
+// Imported messages are listed after what the mailbox already has, in the
+// order they were imported, whatever their UIDLs look like:
 //
+//   - Most UIDLs, such as Dovecot's (its default pop3_uidl_format
+//     %08Xu%08Xv prints lower-case hex, e.g. 000000016b09839a), an X-UIDL
+//     header or another server's format, are kept as literals: the message
+//     gets a uid of its own from the counter, which places it at the end of
+//     the listing, and the literal goes into the index record and,
+//     percent-encoded, into an ,L= field of its file name (see name.go);
+//     POP3 reports the literal.
 //   - A UIDL in popbox's own format (16 upper-case hex digits, uid not 0:
-//     Dovecot's default %08Xu%08Xv, uid then UIDVALIDITY) becomes that
-//     (uid, epoch) exactly. It must not collide with a UIDL popbox handed
-//     out or will hand out: an epoch above the counter's moves the counter
-//     there, past the uid; in the counter's epoch the uid must be at or
-//     above the next one, which then moves past it; an epoch below the
-//     lowest one popbox ever allocated in (the floor the counter keeps) is
-//     free. Anything else is refused with store.ErrUIDLConflict: popbox may
-//     have given that UIDL to a message since deleted. So import each
-//     source mailbox in ascending UIDL order (Dovecot's order); into a
-//     mailbox popbox created before the source's UIDVALIDITY began, import
-//     works in any order.
-//   - Any other RFC 1939 §7 UIDL (1 to 70 characters in 0x21..0x7E, such as
-//     an X-UIDL header or another server's format) is kept as a literal: the
-//     message gets a uid of its own for ordering, and the literal goes into
-//     the index record and, percent-encoded, into an ,L= field of its file
-//     name (see name.go); POP3 reports the literal.
+//     formatUIDL of a (uid, epoch)) could be one popbox hands out, so the
+//     counter is kept from ever producing it. In an epoch above the
+//     counter's, the counter moves to that epoch past the uid; in the
+//     counter's epoch at or above the next uid, the counter moves past it:
+//     either way the UIDL sorts after everything in the mailbox, so the
+//     message is stored as that (uid, epoch) itself (as Deliver stores one),
+//     at the end of the listing. In an epoch below the floor (the lowest one
+//     popbox ever allocated in, which the counter keeps) popbox never hands
+//     it out, and the message is stored as a literal like any other, at the
+//     end of the listing rather than at its (uid, epoch). Anything else is
+//     refused with store.ErrUIDLPossiblyUsed: popbox may have given that
+//     UIDL to a message since deleted. So import such UIDLs of one epoch in
+//     ascending order; into a mailbox popbox created after the source's
+//     epoch began, import works in any order.
 //
-// A UIDL that a message in the mailbox has is refused too (ErrUIDLConflict).
-// That check reconciles the mailbox and reads its index once, then only
-// what was appended since, so a migration of n messages costs O(n), not
-// O(n²); a retried import finds the message a crashed one stored. A
-// UIDL only a deleted message in the trash has is not refused: Restore
-// gives messages new UIDLs, so they cannot meet.
+// A UIDL that a message in the mailbox has is refused with
+// store.ErrUIDLConflict. That check reconciles the mailbox and reads its
+// index once, then only what was appended since, so a migration of n
+// messages costs O(n), not O(n²); a retried import finds the message a
+// crashed one stored. A UIDL only a deleted message in the trash has is not
+// refused: Restore gives messages new UIDLs, so they cannot meet.
 //
 // The quota does not refuse an import, which is the administrator moving
 // mail that the user already had; it counts toward the usage afterwards.
@@ -49,15 +57,13 @@ func (s *Store) Import(ctx context.Context, user string, r io.Reader, uidl strin
 	if !validUIDL(uidl) {
 		return store.MessageInfo{}, fmt.Errorf("%w: %q: not 1 to 70 characters in 0x21..0x7E", store.ErrInvalidUIDL, truncate(uidl, 80))
 	}
-	in := incoming{room: -1}
+	in := incoming{room: -1, lit: uidl}
 	if uid, epoch, ok := parseUIDL(uidl); ok {
 		if epoch == 1<<32-1 {
 			// Above every epoch popbox could move on to later.
 			return store.MessageInfo{}, fmt.Errorf("%w: %s: epoch FFFFFFFF leaves no room for later mail", store.ErrInvalidUIDL, uidl)
 		}
-		in.fixed, in.uid, in.epoch = true, uid, epoch
-	} else {
-		in.lit = uidl
+		in.own, in.uid, in.epoch = true, uid, epoch
 	}
 	mb, err := s.mailbox(user)
 	if err != nil {
@@ -71,22 +77,26 @@ func (s *Store) Import(ctx context.Context, user string, r io.Reader, uidl strin
 	return info, nil
 }
 
-// placeImported returns the counter after an import of (uid, epoch), or
-// store.ErrUIDLConflict if popbox may have handed that UIDL out (see
-// Import).
-func placeImported(c counterState, uid, epoch uint32) (counterState, error) {
+// placeImported decides how an imported UIDL in popbox's format, (uid,
+// epoch), is stored, given the counter c (see Import). atEnd: the counter
+// moved past it (returned), and it sorts after every message, so the
+// message takes (uid, epoch) itself. Otherwise c is unchanged and the
+// message is stored as a literal with a uid of its own. The error wraps
+// store.ErrUIDLPossiblyUsed if popbox may have handed that UIDL out.
+func placeImported(c counterState, uid, epoch uint32) (next counterState, atEnd bool, err error) {
 	switch {
 	case epoch > c.epoch:
 		c.epoch, c.next = epoch, uint64(uid)+1
+		return c, true, nil
 	case epoch == c.epoch && uint64(uid) >= c.next:
 		c.next = uint64(uid) + 1
+		return c, true, nil
 	case epoch < c.floor:
-		// popbox never allocated a uid in this epoch.
-	default:
-		return c, fmt.Errorf("%w: %s: popbox may have used it (its UIDLs run from epoch %08X to uid %d of epoch %08X); import in ascending order",
-			store.ErrUIDLConflict, formatUIDL(uid, epoch), c.floor, c.next-1, c.epoch)
+		// popbox never allocated a uid in this epoch, and never will.
+		return c, false, nil
 	}
-	return c, nil
+	return c, false, fmt.Errorf("%w: %s: popbox may have handed it out (its UIDLs run from epoch %08X to uid %d of epoch %08X; import the UIDLs of one epoch in ascending order)",
+		store.ErrUIDLPossiblyUsed, formatUIDL(uid, epoch), c.floor, c.next-1, c.epoch)
 }
 
 // uidlCache is the set of UIDLs in one mailbox's index, kept between
@@ -119,8 +129,10 @@ func (s *Store) uidlPresent(ctx context.Context, mb mailbox, uidl string) (bool,
 		}
 	}
 	c.reset()
-	if _, err := s.reconcile(ctx, mb); err != nil {
-		return false, err
+	// The index file must list the mailbox: an index the reconcile could
+	// not write back might lack a UIDL that a file's name carries.
+	if _, unsaved, err := s.reconcile(ctx, mb); err != nil || unsaved != nil {
+		return false, errors.Join(err, unsaved)
 	}
 	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {

@@ -24,9 +24,10 @@ import (
 // record is always one line of printable ASCII. <uidl> is always popbox's
 // own (uid, epoch); <literal>, escaped the same way (only '%' can need it),
 // is the UIDL the message had on another server (Import) and is what POP3
-// reports. The fifth field came with Import and is the only change to the
-// version-1 format, so an index without imported literals is still exactly
-// what older popbox versions wrote and read.
+// reports, even when it looks like popbox's own format. The fifth field
+// came with Import and is the only change to the version-1 format, so an
+// index without imported literals is still exactly what older popbox
+// versions wrote and read.
 const (
 	indexMagic   = "popbox-index"
 	indexVersion = "1"
@@ -192,7 +193,7 @@ func parseRecord(p []byte) (record, bool) {
 	var lit string
 	if len(f) == 5 {
 		var ok bool
-		if lit, ok = unescape(f[4]); !ok || !isLiteralUIDL(lit) {
+		if lit, ok = unescape(f[4]); !ok || !validUIDL(lit) {
 			return record{}, false
 		}
 	}

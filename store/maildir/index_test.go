@@ -45,13 +45,15 @@ func TestParseIndex(t *testing.T) {
 			indexData{header: true, epoch: 1700000000, next: 7, recs: []record{{key: "a b%", uid: 1, epoch: 1, size: 5}}}},
 		{"literal UIDL", append(append([]byte{}, header...), lineWith("m k 0000000100000001 5 <a%25b>/x:y,z")...),
 			indexData{header: true, epoch: 1700000000, next: 7, recs: []record{{key: "k", uid: 1, epoch: 1, size: 5, lit: "<a%b>/x:y,z"}}}},
+		// An imported UIDL that looks like popbox's own is a literal too.
+		{"literal in popbox's format", append(append([]byte{}, header...), lineWith("m key 0000000100000001 5 0000000200000001")...),
+			indexData{header: true, epoch: 1700000000, next: 7, recs: []record{{key: "key", uid: 1, epoch: 1, size: 5, lit: "0000000200000001"}}}},
 		{"wrong version", append(lineWith("popbox-index 2 1 1"), appendRecord(nil, recs[0])...),
 			indexData{recs: recs[:1], damaged: true}},
 	}
 	bad := []string{
 		"m key 0000000100000001",                                // missing size
 		"m key 0000000100000001 5 lit extra",                    // extra field
-		"m key 0000000100000001 5 0000000200000001",             // literal in popbox's format
 		"m key 0000000100000001 5 a%41",                         // literal escaped needlessly
 		"m key 0000000100000001 5 " + strings.Repeat("x", 71),   // literal too long
 		"m key 0000000000000001 5",                              // uid 0
@@ -159,7 +161,8 @@ func TestParseFileName(t *testing.T) {
 		{"k,P=0000000565A1B2C3,L=a%2fb,R=12", fileName{key: "k,P=0000000565A1B2C3,L=a%2fb,R=12"}},
 		{"k,P=0000000565A1B2C3,L=a%41,R=12", fileName{key: "k,P=0000000565A1B2C3,L=a%41,R=12"}},
 		{"k,P=0000000565A1B2C3,L=,R=12", fileName{key: "k,P=0000000565A1B2C3,L=,R=12"}},
-		{"k,P=0000000565A1B2C3,L=0000000100000001,R=12", fileName{key: "k,P=0000000565A1B2C3,L=0000000100000001,R=12"}},
+		// A literal in popbox's own format (an import from below the floor).
+		{"k,P=0000000565A1B2C3,L=0000000100000001,R=12", fileName{key: "k", hasFields: true, uid: 5, epoch: 0x65A1B2C3, size: 12, lit: "0000000100000001"}},
 		// ,L= in a foreign key before popbox's fields stays in the key.
 		{"k,L=x,P=0000000565A1B2C3,R=12", fileName{key: "k,L=x", hasFields: true, uid: 5, epoch: 0x65A1B2C3, size: 12}},
 		{"k,L=x,R=12", fileName{key: "k,L=x,R=12"}},
@@ -287,7 +290,7 @@ func FuzzParseFileName(f *testing.F) {
 				t.Fatalf("round trip %q -> %+v -> %q", name, fn, back)
 			}
 		}
-		if isLiteralUIDL(name) {
+		if validUIDL(name) {
 			enc := encodeNameLiteral(name)
 			if strings.ContainsAny(enc, "/:,") {
 				t.Fatalf("encoded literal %q has a separator", enc)

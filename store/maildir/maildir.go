@@ -305,10 +305,11 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) (store.Me
 type incoming struct {
 	quota store.Quota
 	room  int64 // wire octets the quota leaves, or -1: stop reading beyond it
-	// Import: the UIDL in popbox's format (fixed) or a literal.
-	fixed      bool
-	uid, epoch uint32
+	// Import: the UIDL to keep (lit), and, if it is in popbox's own
+	// format (own), the (uid, epoch) it spells.
 	lit        string
+	own        bool
+	uid, epoch uint32
 }
 
 // put writes r into tmp/ and commits it into new/; on any failure the
@@ -396,19 +397,16 @@ func (s *Store) commitNew(ctx context.Context, mb mailbox, tmpPath, base string,
 	}
 	defer unlock(lk)
 
-	if in.fixed || in.lit != "" {
-		uidl := in.lit
-		if in.fixed {
-			uidl = formatUIDL(in.uid, in.epoch)
-		}
+	lit := in.lit
+	if lit != "" {
 		// Before the counter is read: the check may rebuild a damaged
 		// index, which can move the counter.
-		present, err := s.uidlPresent(ctx, mb, uidl)
+		present, err := s.uidlPresent(ctx, mb, lit)
 		if err != nil {
 			return store.MessageInfo{}, err
 		}
 		if present {
-			return store.MessageInfo{}, fmt.Errorf("%w: %s is in %s's mailbox", store.ErrUIDLConflict, uidl, mb.user)
+			return store.MessageInfo{}, fmt.Errorf("%w: %s is in %s's mailbox", store.ErrUIDLConflict, lit, mb.user)
 		}
 	}
 	old, err := s.lockedCounter(mb)
@@ -419,22 +417,30 @@ func (s *Store) commitNew(ctx context.Context, mb mailbox, tmpPath, base string,
 		return store.MessageInfo{}, fmt.Errorf("%w (%s)", err, mb.user)
 	}
 	var uid, epoch uint32
-	var ctr counterState
-	if in.fixed {
-		uid, epoch = in.uid, in.epoch
-		if ctr, err = placeImported(old, uid, epoch); err != nil {
-			return store.MessageInfo{}, err
+	ctr := old
+	if in.own {
+		var atEnd bool
+		if ctr, atEnd, err = placeImported(old, in.uid, in.epoch); err != nil {
+			return store.MessageInfo{}, fmt.Errorf("%w (%s)", err, mb.user)
 		}
-	} else {
-		uid, epoch, ctr = s.allocate(old)
+		if atEnd {
+			// The counter moved past it: it is popbox's own (uid, epoch)
+			// now, at the end of the listing.
+			uid, epoch, lit = in.uid, in.epoch, ""
+		}
+	}
+	if uid == 0 {
+		uid, epoch, ctr = s.allocate(ctr)
 	}
 	ctr.msgs++
 	ctr.bytes += size
+	// Durable before any name or record uses the uid: if it cannot be
+	// written, nothing is allocated and the delivery fails.
 	if err := s.writeCounter(mb, ctr); err != nil {
 		return store.MessageInfo{}, err
 	}
-	name := withFields(base, uid, epoch, size, in.lit, "", false)
-	if len(name) > maxNameLen && in.lit != "" {
+	name := withFields(base, uid, epoch, size, lit, "", false)
+	if len(name) > maxNameLen && lit != "" {
 		// No room for the literal in the name: the index alone keeps it
 		// (see the package doc).
 		name = withFields(base, uid, epoch, size, "", "", false)
@@ -461,7 +467,7 @@ func (s *Store) commitNew(ctx context.Context, mb mailbox, tmpPath, base string,
 	if err := s.syncDir(mb.path("new")); err != nil {
 		return undo(err)
 	}
-	rec := record{key: base, uid: uid, epoch: epoch, size: size, lit: in.lit}
+	rec := record{key: base, uid: uid, epoch: epoch, size: size, lit: lit}
 	if err := s.appendIndex(mb, []record{rec}, ctr); err != nil {
 		return undo(err)
 	}
@@ -667,20 +673,25 @@ func (s *Store) writeIndex(mb mailbox, c counterState, recs []record) error {
 		return fmt.Errorf("maildir: write index: %w", err)
 	}
 	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("maildir: write index: %w", err)
-	}
-	if err := s.syncFile(f); err != nil {
+	// On a full disk the temp file would keep what it got; give it back.
+	fail := func(err error) error {
+		os.Remove(tmp)
 		return err
 	}
+	if _, err := f.Write(b); err != nil {
+		return fail(fmt.Errorf("maildir: write index: %w", err))
+	}
+	if err := s.syncFile(f); err != nil {
+		return fail(err)
+	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("maildir: write index: %w", err)
+		return fail(fmt.Errorf("maildir: write index: %w", err))
 	}
 	if err := s.step("rename index"); err != nil {
-		return fmt.Errorf("maildir: write index: %w", err)
+		return fail(fmt.Errorf("maildir: write index: %w", err))
 	}
 	if err := os.Rename(tmp, mb.path(indexName)); err != nil {
-		return fmt.Errorf("maildir: write index: %w", err)
+		return fail(fmt.Errorf("maildir: write index: %w", err))
 	}
 	return s.syncDir(mb.dir)
 }
@@ -689,7 +700,10 @@ func (s *Store) writeIndex(mb mailbox, c counterState, recs []record) error {
 // creating the index if there is none. Appending keeps delivery O(1) in the
 // mailbox size; the index is rewritten whole only when messages go away
 // (Commit, or an Open that finds the directory changed), which costs O(n)
-// like those operations already do.
+// like those operations already do. If the write or the fsync fails (a full
+// disk can take part of a record), the index is cut back to its old size, so
+// a failed append leaves no record, whole or torn, behind; should even that
+// fail, or a crash come first, the parser salvages the lines before it.
 func (s *Store) appendIndex(mb mailbox, recs []record, c counterState) error {
 	p := mb.path(indexName)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
@@ -700,25 +714,36 @@ func (s *Store) appendIndex(mb mailbox, recs []record, c counterState) error {
 		return fmt.Errorf("maildir: append index: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("maildir: append index: %w", err)
+	}
+	size := st.Size()
 	var b []byte
 	// After a crash mid-append the last line may be torn; start a fresh
 	// line so the new record is not glued to it.
-	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+	if size > 0 {
 		var last [1]byte
-		if _, err := f.ReadAt(last[:], st.Size()-1); err == nil && last[0] != '\n' {
+		if _, err := f.ReadAt(last[:], size-1); err == nil && last[0] != '\n' {
 			b = append(b, '\n')
 		}
 	}
 	for _, r := range recs {
 		b = appendRecord(b, r)
 	}
-	if err := s.step("append index"); err != nil {
-		return fmt.Errorf("maildir: append index: %w", err)
+	err = s.step("append index")
+	if err == nil {
+		_, err = f.Write(b)
 	}
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("maildir: append index: %w", err)
+	if err != nil {
+		err = fmt.Errorf("maildir: append index: %w", err)
+	} else {
+		err = s.syncFile(f)
 	}
-	if err := s.syncFile(f); err != nil {
+	if err != nil {
+		if terr := f.Truncate(size); terr != nil {
+			s.log.Warn("maildir: cannot cut a failed append off the index", "user", mb.user, "err", terr)
+		}
 		return err
 	}
 	if err := f.Close(); err != nil {

@@ -68,7 +68,12 @@ func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, error) {
 		return nil, err
 	}
 	defer unlock(lk)
-	return s.reconcile(ctx, mb)
+	snap, unsaved, err := s.reconcile(ctx, mb)
+	if unsaved != nil {
+		// Serving what is there needs no write; the next Open retries.
+		s.log.Warn("maildir: cannot update the index or the counter, serving the mailbox as it is", "user", mb.user, "err", unsaved)
+	}
+	return snap, err
 }
 
 // maildrop is one POP3 session's view of a mailbox.
@@ -135,7 +140,9 @@ func openMessage(path string) (*os.File, error) {
 // directories, drop the records from the index and the messages from the
 // totals, release the lock. The lock is released whatever happens: the
 // session is over. Bad indexes fail the whole Commit before anything is
-// deleted.
+// deleted. Once the directories are synced the deletions are done, and
+// Commit reports success even if updating the index and the totals then
+// fails (logged; the next Open catches up).
 func (m *maildrop) Commit(deleted []int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -170,9 +177,16 @@ func (m *maildrop) Commit(deleted []int) error {
 	if err != nil {
 		return err
 	}
+	// The deletions are durable: the Commit has succeeded. Failing to drop
+	// their records (a full disk, a lock held too long) only leaves stale
+	// records, which the next Open drops (the index then lists files that
+	// are gone); until then the totals count the deleted messages.
 	ctx, cancel := context.WithTimeout(context.Background(), commitLockWait)
 	defer cancel()
-	return m.s.dropFromIndex(ctx, m.mb, keys)
+	if err := m.s.dropFromIndex(ctx, m.mb, keys); err != nil {
+		m.s.log.Warn("maildir: deleted messages removed, but not from the index; the next Open drops them", "user", m.mb.user, "err", err)
+	}
+	return nil
 }
 
 // discard removes the snapshot entries' files, moving them into the trash

@@ -14,10 +14,12 @@ import (
 // off by 2 for a message without a final newline and mislead Dovecot) and
 // not ,U= (mbsync keeps its own decimal IMAP UID there).
 //
-// A message imported with a literal UIDL (not popbox's format) carries it in
-// a third field between the two, percent-encoded (see appendNameLiteral):
+// A message imported with a literal UIDL carries it in a third field between
+// the two, percent-encoded (see encodeNameLiteral):
 // <key>,P=<uid/epoch>,L=<literal>,R=<size>. Its ,P= is still a uid popbox
-// allocated, which orders it among the others and identifies it.
+// allocated, which orders it among the others and identifies it. The
+// literal may itself look like popbox's format (see Import): what POP3
+// reports is the literal, never its spelling taken as a (uid, epoch).
 const (
 	fieldUIDL    = ",P=" // the UIDL: 16 upper-case hex digits
 	fieldLiteral = ",L=" // an imported literal UIDL, percent-encoded
@@ -103,9 +105,10 @@ func withFields(key string, uid, epoch uint32, size int64, lit, info string, has
 	return b.String()
 }
 
-// formatUIDL is Dovecot's POP3 UIDL format %08X%08X of (uid, uidvalidity):
-// fixed width, so distinct (uid, epoch) pairs give distinct strings, and
-// RFC 1939 §7 syntax (1..70 octets in 0x21..0x7E) by construction.
+// formatUIDL is popbox's UIDL, %08X%08X of (uid, epoch) in upper-case hex
+// (the shape of Dovecot's default %08Xu%08Xv, which Dovecot prints in lower
+// case): fixed width, so distinct (uid, epoch) pairs give distinct strings,
+// and RFC 1939 §7 syntax (1..70 octets in 0x21..0x7E) by construction.
 func formatUIDL(uid, epoch uint32) string {
 	return fmt.Sprintf("%08X%08X", uid, epoch)
 }
@@ -141,17 +144,6 @@ func validUIDL(s string) bool {
 		}
 	}
 	return true
-}
-
-// isLiteralUIDL: s is a valid UIDL that is not in popbox's own format. The
-// two kinds cannot be confused: a string formatUIDL could produce is always
-// stored as (uid, epoch), anything else as a literal.
-func isLiteralUIDL(s string) bool {
-	if !validUIDL(s) {
-		return false
-	}
-	_, _, own := parseUIDL(s)
-	return !own
 }
 
 // nameLiteralEscape: bytes a literal UIDL cannot carry verbatim in a file
@@ -201,7 +193,7 @@ func decodeNameLiteral(s string) (string, bool) {
 			b = append(b, c)
 		}
 	}
-	if !isLiteralUIDL(string(b)) {
+	if !validUIDL(string(b)) {
 		return "", false
 	}
 	return string(b), true

@@ -44,9 +44,12 @@ func (s *Store) Usage(ctx context.Context, user string) (store.Usage, error) {
 	if ok && ctr.acct {
 		return ctr.usage(), nil
 	}
-	snap, err := s.reconcile(ctx, mb)
+	snap, unsaved, err := s.reconcile(ctx, mb)
 	if err != nil {
 		return store.Usage{}, err
+	}
+	if unsaved != nil {
+		s.log.Warn("maildir: cannot update the index or the counter", "user", mb.user, "err", unsaved)
 	}
 	return usageOf(snap), nil
 }

@@ -3,6 +3,7 @@ package maildir
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -248,14 +249,23 @@ type candidate struct {
 // indexed before), else a fresh one. Fresh uids are persisted (counter
 // file, then the file's new name, then the index) before reconcile returns,
 // so before any client can see them.
-func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
+//
+// Failing to write (a full disk) does not make reconcile fail: it returns
+// the snapshot, with unsaved saying what it could not write, and the next
+// reconcile tries again. The snapshot then still hands out no UIDL that
+// could recur: every UIDL in it was durable before (in a file name or the
+// old index), except fresh ones, which are left out (the file waits for a
+// later Open) unless the counter that allocated them was written and their
+// new name or the new index is durable too. Callers that go on to rely on
+// the index file (Import's presence check) treat unsaved as an error.
+func (s *Store) reconcile(ctx context.Context, mb mailbox) (snap []entry, unsaved, err error) {
 	ctr, ctrOK, err := s.readCounter(mb)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	idx, idxExists, err := s.readIndex(mb)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dirty := !idxExists || idx.damaged
 	var seen uidSeen
@@ -270,7 +280,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 
 	files, err := listFiles(mb)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cands := make([]candidate, len(files))
 	matched := 0
@@ -319,7 +329,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 	gone := map[int]bool{}
 	for _, i := range fresh {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("maildir: open: %w", err)
+			return nil, nil, fmt.Errorf("maildir: open: %w", err)
 		}
 		c := &cands[i]
 		size, err := s.measure(mb.path(c.sub, c.name))
@@ -328,7 +338,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("maildir: size of %s: %w", c.name, err)
+			return nil, nil, fmt.Errorf("maildir: size of %s: %w", c.name, err)
 		}
 		c.size = size
 	}
@@ -336,7 +346,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 	if !ctrOK {
 		// The deleted messages' uids were handed out too.
 		if err := s.seeTrash(mb, &seen); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	next, newEpoch := recoverCounter(ctr, ctrOK, idx, seen)
@@ -356,9 +366,22 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 			cands[i].uid, cands[i].epoch, next = s.allocate(next)
 		}
 	}
+	var problems []error
+	ctrSaved := true
 	if !ctrOK || next != ctr {
 		if err := s.writeCounter(mb, next); err != nil {
-			return nil, err
+			problems = append(problems, err)
+			ctrSaved = false
+		}
+	}
+	if !ctrSaved {
+		// The fresh uids are not durable, so none may be handed out: a
+		// later delivery could get the same one. Such files wait.
+		for _, i := range fresh {
+			if !gone[i] {
+				gone[i] = true
+				s.log.Warn("maildir: cannot record a UIDL for a new file, leaving it out for now", "user", mb.user, "file", cands[i].name)
+			}
 		}
 	}
 	if !idx.header || idx.epoch != next.epoch {
@@ -367,6 +390,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 
 	// Put uids into names, so that a lost index costs nothing.
 	syncNeeded := map[string]bool{}
+	renamed := map[int]bool{}
 	for i := range cands {
 		c := &cands[i]
 		if gone[i] || !(c.rename || c.newBase) {
@@ -376,7 +400,7 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 		if c.newBase {
 			key, err = uniqueBase(time.Now(), s.pid, s.seq.Add(1), s.host)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		name := withFields(key, c.uid, c.epoch, c.size, c.lit, c.fn.info, c.fn.hasInfo)
@@ -386,10 +410,11 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 		if len(name) > maxNameLen && !c.newBase {
 			continue // no room in the name: the index alone keeps its UIDL
 		}
-		if err := s.step("rename in " + c.sub + "/"); err != nil {
-			return nil, fmt.Errorf("maildir: rename %s: %w", c.name, err)
+		err := s.step("rename in " + c.sub + "/")
+		if err == nil {
+			err = os.Rename(mb.path(c.sub, c.name), mb.path(c.sub, name))
 		}
-		if err := os.Rename(mb.path(c.sub, c.name), mb.path(c.sub, name)); err != nil {
+		if err != nil {
 			if c.newBase {
 				// It cannot stay under a key another message owns.
 				s.log.Warn("maildir: cannot rename duplicate, leaving it out", "user", mb.user, "file", c.name, "err", err)
@@ -400,33 +425,41 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 			continue
 		}
 		c.name, c.key = name, key
+		renamed[i] = true
 		syncNeeded[c.sub] = true
 		dirty = true
 	}
+	unsynced := map[string]bool{}
 	for sub := range syncNeeded {
 		if err := s.syncDir(mb.path(sub)); err != nil {
-			return nil, err
+			problems = append(problems, err)
+			unsynced[sub] = true
 		}
 	}
 
-	snap := make([]entry, 0, len(cands)-len(gone))
+	order := make([]int, 0, len(cands))
 	for i := range cands {
 		if !gone[i] {
-			snap = append(snap, cands[i].entry)
+			order = append(order, i)
 		}
 	}
 	// Delivery order: epochs only grow, uids grow within an epoch.
-	slices.SortFunc(snap, func(a, b entry) int {
-		if c := cmp.Compare(a.epoch, b.epoch); c != 0 {
+	slices.SortFunc(order, func(a, b int) int {
+		ea, eb := &cands[a].entry, &cands[b].entry
+		if c := cmp.Compare(ea.epoch, eb.epoch); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.uid, b.uid)
+		return cmp.Compare(ea.uid, eb.uid)
 	})
-	if u := usageOf(snap); u != next.usage() {
+	snap = make([]entry, len(order))
+	for k, i := range order {
+		snap[k] = cands[i].entry
+	}
+	if u := usageOf(snap); ctrSaved && u != next.usage() {
 		// A duplicate that could not be renamed was left out.
 		next.msgs, next.bytes = u.Messages, u.Bytes
 		if err := s.writeCounter(mb, next); err != nil {
-			return nil, err
+			problems = append(problems, err)
 		}
 	}
 	if dirty || len(fresh) > 0 {
@@ -435,10 +468,23 @@ func (s *Store) reconcile(ctx context.Context, mb mailbox) ([]entry, error) {
 			recs[i] = record{key: e.key, uid: e.uid, epoch: e.epoch, size: e.size, lit: e.lit}
 		}
 		if err := s.writeIndex(mb, next, recs); err != nil {
-			return nil, err
+			problems = append(problems, err)
+			// A fresh uid only the counter holds would be lost with the
+			// next reconcile, which would give the file another: leave
+			// out those whose new name is not durable either.
+			kept := make([]entry, 0, len(snap))
+			for k, i := range order {
+				c := &cands[i]
+				if c.fresh && (!renamed[i] || unsynced[c.sub]) {
+					s.log.Warn("maildir: cannot record a UIDL for a new file, leaving it out for now", "user", mb.user, "file", c.name)
+					continue
+				}
+				kept = append(kept, snap[k])
+			}
+			snap = kept
 		}
 	}
-	return snap, nil
+	return snap, errors.Join(problems...), nil
 }
 
 // resolveDuplicates makes uids and keys unique among the candidates. Two
@@ -477,11 +523,24 @@ func resolveDuplicates(cands []candidate) bool {
 	}
 	// Literal UIDLs (Import) must be unique too: a copy, or an import
 	// retried after a crash between its rename and its index record. The
-	// loser keeps its own uid and reports that instead.
+	// loser keeps its own uid and reports that instead. A literal that
+	// spells another message's own (uid, epoch) always loses: that UIDL
+	// cannot change.
+	own := make(map[string]bool)
+	for i := range cands {
+		if c := &cands[i]; !c.fresh && c.lit == "" {
+			own[formatUIDL(c.uid, c.epoch)] = true
+		}
+	}
 	byLit := make(map[string]int)
 	for i := range cands {
 		c := &cands[i]
 		if c.fresh || c.lit == "" {
+			continue
+		}
+		if own[c.lit] {
+			changed = true
+			c.lit, c.rename = "", true
 			continue
 		}
 		j, dup := byLit[c.lit]

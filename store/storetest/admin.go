@@ -461,20 +461,20 @@ func importMsg(t *testing.T, s store.Admin, user, body, uidl string) store.Messa
 }
 
 func testImportUIDLs(t *testing.T, s store.Admin) {
-	uidls := []string{
-		"000000015F000000", // Dovecot's %08Xu%08Xv, an old UIDVALIDITY
+	given := []string{
+		"000000015F000000", // popbox's format, an old epoch (an X-UIDL, say)
 		"000000025F000000",
 		"000000075F000000",
 		"1234.5678",                           // Dovecot's %v.%u
 		"<x/y:z,w%v>",                         // every byte a file name cannot hold as is
-		"0000000a5f000000",                    // lower-case: not the same UIDL
+		"0000000a5f000000",                    // Dovecot's %08Xu%08Xv (lower case)
 		strings.Repeat("~", 70),               // the longest
 		"!",                                   // the shortest
 		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", // an X-UIDL
 	}
 	var want []store.MessageInfo
 	var bodies []string
-	for i, u := range uidls {
+	for i, u := range given {
 		body := fmt.Sprintf("imported %d\n", i)
 		info := importMsg(t, s, "alice", body, u)
 		if info.UIDL != u || info.Size != wireSize([]byte(body)) {
@@ -484,7 +484,7 @@ func testImportUIDLs(t *testing.T, s store.Admin) {
 		bodies = append(bodies, body)
 	}
 	d := deliver(t, s, "alice", "delivered\n")
-	for _, u := range uidls {
+	for _, u := range given {
 		if d.UIDL == u {
 			t.Errorf("delivery after import got the imported UIDL %s", u)
 		}
@@ -504,6 +504,11 @@ func testImportUIDLs(t *testing.T, s store.Admin) {
 		}
 		if len(msgs) != len(want)+1 {
 			t.Errorf("round %d: %d messages, want %d", round, len(msgs), len(want)+1)
+		}
+		// In import order, whatever the UIDLs look like, then the
+		// delivery.
+		if diff := cmp.Diff(append(slices.Clone(given), d.UIDL), uidls(msgs)); diff != "" {
+			t.Errorf("round %d: order (-want +got):\n%s", round, diff)
 		}
 	}
 	// Deleted and restored, an imported message gets a new UIDL as well.
@@ -531,6 +536,15 @@ func testImportConflicts(t *testing.T, s store.Admin) {
 		if _, err := s.Import(ctx(t), "alice", strings.NewReader("again\n"), u); !errors.Is(err, store.ErrUIDLConflict) {
 			t.Errorf("Import of %s, already present = %v, want ErrUIDLConflict", u, err)
 		}
+	}
+	// A UIDL the store handed out to a message since deleted is not in
+	// the mailbox, and still refused, as another kind of conflict: a
+	// client may have seen it.
+	gone := deliver(t, s, "alice", "gone\n")
+	commit(t, s, "alice", 3)
+	_, err := s.Import(ctx(t), "alice", strings.NewReader("gone again\n"), gone.UIDL)
+	if !errors.Is(err, store.ErrUIDLPossiblyUsed) || errors.Is(err, store.ErrUIDLConflict) {
+		t.Errorf("Import of %s, deleted = %v, want ErrUIDLPossiblyUsed (and not ErrUIDLConflict)", gone.UIDL, err)
 	}
 	// The same UIDL in another mailbox is fine.
 	importMsg(t, s, "bob", "a\n", a.UIDL)
