@@ -1,7 +1,6 @@
 package pop3server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -512,12 +511,6 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical, mech string
 	s.authUser = canonical
 	s.state = stateTransaction
 	s.srv.authenticated(s)
-	// The buffer that RETR streams through; what the small pre-login one
-	// holds goes first.
-	if err := s.w.Flush(); err != nil {
-		return err
-	}
-	s.w = bufio.NewWriterSize(deadlineWriter{s}, writeBufferSize)
 	s.record(canonical, mech, true)
 	tlsName := "none"
 	if s.tls != nil {

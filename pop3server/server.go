@@ -192,6 +192,7 @@ type Server struct {
 	wg         sync.WaitGroup
 	penalties  *penaltyTable
 	tlsBase    *tls.Config             // TLSConfig with per-connection hooks (tlsconn.go)
+	bigBuffers sync.Pool               // of *bigBuffer, lent to sessions for large replies
 	perIP      map[netip.Addr]*ipConns // under mu
 }
 
@@ -237,6 +238,7 @@ func (s *Server) init() {
 			rand.Read(s.SCRAMSecret)
 		}
 		s.penalties = newPenaltyTable(penaltyMaxEntries, penaltyIdle)
+		s.bigBuffers.New = newBigBuffer
 		if s.TLSConfig != nil {
 			s.tlsBase = s.tlsBaseConfig()
 		}

@@ -36,9 +36,11 @@ const (
 const (
 	readBufferSize  = 4096
 	writeBufferSize = 32 * 1024
-	// preAuthWriteBufferSize is the write buffer until login.
-	preAuthWriteBufferSize = 1024
-	copyBufferSize         = 32 * 1024
+	// smallWriteBufferSize is a session's own write buffer: enough for
+	// every one-line reply and CAPA, so that an idle session, logged in
+	// or not, is cheap; big replies borrow a writeBufferSize one.
+	smallWriteBufferSize = 1024
+	copyBufferSize       = 32 * 1024
 )
 
 // errCloseSession ends a session after its last reply has been written.
@@ -78,7 +80,11 @@ type session struct {
 	drop     store.Maildrop
 	msgs     []store.MessageInfo
 	deleted  []bool
-	copyBuf  []byte
+	// small is the session's own 1 KiB writer; while a large reply goes
+	// out, s.w is instead big's writer, borrowed from the server's pool
+	// (bigBuffers) and given back once the replies are flushed.
+	small *bufio.Writer
+	big   *bigBuffer
 
 	// For the session-end log line.
 	retrieved      int
@@ -186,7 +192,8 @@ func (s *session) serve() {
 	// Before login only short lines go out (CAPA is the longest reply), so
 	// a small buffer keeps an idle unauthenticated connection cheap; the
 	// large one comes with the login (openMaildrop).
-	s.w = bufio.NewWriterSize(deadlineWriter{s}, preAuthWriteBufferSize)
+	s.small = bufio.NewWriterSize(deadlineWriter{s}, smallWriteBufferSize)
+	s.w = s.small
 	if err := s.reply(true, "", s.srv.Hostname+" POP3 server ready"); err != nil {
 		s.ending = "write error"
 		return
@@ -351,6 +358,47 @@ func (s *session) channelBinding(typ string) ([]byte, error) {
 	return nil, fmt.Errorf("unsupported channel binding type %q", typ)
 }
 
+// bigBuffer is what a large reply needs: a 32 KiB writer (few, large
+// writes to the connection) and a 32 KiB copy buffer. Sessions borrow one
+// for a burst of large replies (a pipelined run of RETRs is one burst) and
+// give it back when they next wait for the client, so that thousands of
+// idle sessions do not hold 64 KiB each.
+type bigBuffer struct {
+	w    *bufio.Writer
+	copy []byte
+}
+
+func newBigBuffer() any {
+	return &bigBuffer{w: bufio.NewWriterSize(nil, writeBufferSize), copy: make([]byte, copyBufferSize)}
+}
+
+// borrowBig switches s.w to a large writer, keeping the order of what the
+// small one holds.
+func (s *session) borrowBig() {
+	if s.big != nil {
+		return
+	}
+	if s.small.Buffered() > 0 {
+		// Rare (a pipelined small reply before this big one); one extra
+		// write keeps the order.
+		s.small.Flush()
+	}
+	s.big = s.srv.bigBuffers.Get().(*bigBuffer)
+	s.big.w.Reset(deadlineWriter{s})
+	s.w = s.big.w
+}
+
+// returnBig gives the large writer back; s.w must have been flushed.
+func (s *session) returnBig() {
+	if s.big == nil {
+		return
+	}
+	s.big.w.Reset(nil)
+	s.srv.bigBuffers.Put(s.big)
+	s.big = nil
+	s.w = s.small
+}
+
 // readLine flushes pending replies unless another pipelined command is
 // already waiting, then reads one line under the idle deadline. Only a
 // complete line counts: a client may wait for this reply before it finishes
@@ -360,6 +408,7 @@ func (s *session) readLine(max int) ([]byte, error) {
 		if err := s.w.Flush(); err != nil {
 			return nil, err
 		}
+		s.returnBig()
 	}
 	s.setDeadline(s.currentConn().SetReadDeadline)
 	return pop3.ReadLine(s.r, max)
@@ -523,6 +572,7 @@ func (s *session) listing(cmd pop3.Command, value func(i int) string) error {
 		} else {
 			s.ok("")
 		}
+		s.borrowBig()
 		var buf []byte
 		for i := range s.msgs {
 			if s.deleted[i] {
@@ -622,9 +672,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	} else {
 		s.ok("top of message follows")
 	}
-	if s.copyBuf == nil {
-		s.copyBuf = make([]byte, copyBufferSize)
-	}
+	s.borrowBig()
 	dw := pop3.NewDotWriter(s.w)
 	var dst io.Writer = dw
 	if bodyLines >= 0 {
@@ -632,7 +680,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	}
 	// The reader is wrapped so io.CopyBuffer uses our buffer instead of a
 	// ReaderFrom/WriterTo path that allocates its own.
-	_, err = io.CopyBuffer(dst, struct{ io.Reader }{rc}, s.copyBuf)
+	_, err = io.CopyBuffer(dst, struct{ io.Reader }{rc}, s.big.copy)
 	if err != nil && !errors.Is(err, errTopDone) {
 		// "+OK" is out and part of the message may be: the only honest
 		// thing left is to drop the connection, so the client sees a
