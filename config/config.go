@@ -82,6 +82,7 @@ type Config struct {
 	OAuth   OAuth   `toml:"oauth"`
 	LMTP    LMTP    `toml:"lmtp"`
 	Mail    Mail    `toml:"mail"`
+	Users   Users   `toml:"users"`
 	Log     Log     `toml:"log"`
 	Process Process `toml:"process"`
 }
@@ -161,6 +162,13 @@ type TLS struct {
 	// ClientCertUser is how a client certificate names its user: "cn" or
 	// "email".
 	ClientCertUser string `toml:"client_cert_user"`
+}
+
+// Users configures the user database.
+type Users struct {
+	// UpgradeHashes replaces imported password hashes with argon2id at
+	// each user's next login.
+	UpgradeHashes bool `toml:"upgrade_hashes"`
 }
 
 // Mail configures what is kept: quotas, deleted mail kept for restoring,
@@ -270,8 +278,9 @@ func Default() Config {
 			MaxConnectionsPerIP:     50,
 			MaxUnauthenticatedPerIP: 10,
 		},
-		TLS:  TLS{ClientCertUser: "cn"},
-		Mail: Mail{KeepDeletedDays: 7, MaintenanceInterval: Duration{time.Hour}},
+		TLS:   TLS{ClientCertUser: "cn"},
+		Mail:  Mail{KeepDeletedDays: 7, MaintenanceInterval: Duration{time.Hour}},
+		Users: Users{UpgradeHashes: true},
 		LMTP: LMTP{
 			Socket:          "lmtp.sock",
 			SocketMode:      "0660",

@@ -46,3 +46,23 @@ func TestSetQuota(t *testing.T) {
 		t.Errorf("SetQuota(ghost) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestKeepHashes: with KeepHashes an imported hash stays as it is after a
+// login; without, it becomes argon2id.
+func TestKeepHashes(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		db := openTest(t, t.TempDir()+"/users.db", Options{KeepHashes: keep})
+		ctx := context.Background()
+		// openssl passwd -6 -salt upgrade hunter22
+		const h = "$6$upgrade$d5LBqug.55xccPDgbrj/BEO0eEnEk0C.e3VZiB3ONq6CkZocSBR2Mfu6.g/CL5bJyluMHJXw49hSLib7VdueE/"
+		if err := db.AddHashed(ctx, "alice", h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Authenticate(ctx, "alice", "hunter22"); err != nil {
+			t.Fatalf("keep %v: login with the imported hash: %v", keep, err)
+		}
+		if got := storedHash(t, db, "alice") == h; got != keep {
+			t.Errorf("KeepHashes %v: hash unchanged after login = %v", keep, got)
+		}
+	}
+}

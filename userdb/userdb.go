@@ -120,6 +120,12 @@ type Options struct {
 	// Logger receives hash upgrades and unusable stored hashes; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// KeepHashes leaves hashes of other schemes or costs (imported from
+	// Dovecot, say) as they are at login instead of replacing them with
+	// argon2id. For benchmarks that compare servers at the same scheme:
+	// it keeps weak hashes weak, and an unknown user (checked against an
+	// argon2id dummy) then takes longer than such a user's wrong password.
+	KeepHashes bool
 }
 
 const defaultBusyTimeout = 5 * time.Second
@@ -135,6 +141,8 @@ type DB struct {
 	params  passhash.Params
 	log     *slog.Logger
 	hashSem chan struct{}
+	// keepHashes is Options.KeepHashes.
+	keepHashes bool
 	// dummyHash is an argon2id hash of a random password with params,
 	// verified against when the user does not exist. Made on first use so
 	// that CLI commands that never authenticate do not pay for it.
@@ -199,10 +207,11 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("userdb: opening %s: %w", abs, err)
 	}
 	db := &DB{
-		sql:     sqldb,
-		params:  params,
-		log:     logger,
-		hashSem: make(chan struct{}, maxHashes),
+		sql:        sqldb,
+		params:     params,
+		log:        logger,
+		hashSem:    make(chan struct{}, maxHashes),
+		keepHashes: opts.KeepHashes,
 	}
 	db.dummyHash = sync.OnceValues(func() (string, error) {
 		// Any password will do: no user has this hash.
@@ -513,7 +522,7 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 		return "", ErrAuthFailed
 	}
 	if useApp {
-		db.appPasswordUsed(ctx, name, appID, verifyHash, verifyPassword, passhash.NeedsRehash(verifyHash, db.params))
+		db.appPasswordUsed(ctx, name, appID, verifyHash, verifyPassword, !db.keepHashes && passhash.NeedsRehash(verifyHash, db.params))
 		return name, nil
 	}
 	if !scram.Valid {
@@ -522,7 +531,7 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 		// costs nothing on a failed login.
 		db.addSCRAM(ctx, name, stored, password)
 	}
-	if passhash.NeedsRehash(stored, db.params) {
+	if !db.keepHashes && passhash.NeedsRehash(stored, db.params) {
 		db.upgrade(ctx, name, stored, password)
 	}
 	return name, nil

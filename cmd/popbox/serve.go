@@ -26,6 +26,7 @@ import (
 	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/tlsconf"
+	"github.com/popbox/popbox/userdb"
 )
 
 func newServe(g *globals) *cobra.Command {
@@ -159,7 +160,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	if err := data.Create(); err != nil {
 		return dataDirError(err, cfg)
 	}
-	users, err := data.OpenUsers()
+	users, err := data.OpenUsersWith(userdb.Options{Logger: log, KeepHashes: !cfg.Users.UpgradeHashes})
 	if err != nil {
 		return dataDirError(err, cfg)
 	}

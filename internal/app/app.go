@@ -51,10 +51,15 @@ func (d DataDir) Create() error {
 
 // OpenUsers opens the user database, creating it if needed.
 func (d DataDir) OpenUsers() (*userdb.DB, error) {
+	return d.OpenUsersWith(userdb.Options{})
+}
+
+// OpenUsersWith is OpenUsers with options (the server's).
+func (d DataDir) OpenUsersWith(opts userdb.Options) (*userdb.DB, error) {
 	if err := d.Create(); err != nil {
 		return nil, err
 	}
-	db, err := userdb.Open(d.UsersPath(), userdb.Options{})
+	db, err := userdb.Open(d.UsersPath(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening user database %s: %w", d.UsersPath(), err)
 	}
