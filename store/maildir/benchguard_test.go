@@ -1,0 +1,82 @@
+package maildir
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestOpenGuard: a warm Open of 10,000 messages (two readdirs, one index
+// read, no message file) costs a bounded multiple of the two readdirs
+// alone, measured in the same run: an Open that started reading or
+// stat'ing every message would be many times that. About 3 on the
+// development machine; the bound is 15.
+func TestOpenGuard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("benchmarks in -short")
+	}
+	const n = 10_000
+	root := t.TempDir()
+	s, err := New(root, Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range n {
+		if _, err := s.Deliver(ctx, "alice", stringsReader(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := s.Open(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	} else {
+		m.Close()
+	}
+	dir := filepath.Join(root, "alice", "Maildir")
+	open := func(b *testing.B) {
+		for b.Loop() {
+			m, err := s.Open(ctx, "alice")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(m.Messages()) != n {
+				b.Fatalf("%d messages", len(m.Messages()))
+			}
+			m.Close()
+		}
+	}
+	readdirs := func(b *testing.B) {
+		for b.Loop() {
+			for _, sub := range []string{"new", "cur"} {
+				f, err := os.Open(filepath.Join(dir, sub))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Readdirnames(-1); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		}
+	}
+	const maxRatio = 15.0
+	var ratio float64
+	for attempt := range 3 {
+		o, r := testing.Benchmark(open), testing.Benchmark(readdirs)
+		ratio = float64(o.NsPerOp()) / float64(r.NsPerOp())
+		t.Logf("attempt %d: warm Open of %d messages %v/op, the two readdirs %v/op: ratio %.1f", attempt+1, n, o.NsPerOp(), r.NsPerOp(), ratio)
+		if ratio <= maxRatio {
+			break
+		}
+	}
+	if ratio > maxRatio {
+		t.Errorf("a warm Open takes %.1f times the readdirs it needs, want at most %.0f", ratio, maxRatio)
+	}
+}
+
+func stringsReader(i int) *strings.Reader {
+	return strings.NewReader(fmt.Sprintf("From: a@example.com\nSubject: %d\n\nbody\n", i))
+}
