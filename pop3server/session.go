@@ -35,12 +35,12 @@ const (
 
 const (
 	readBufferSize  = 4096
-	writeBufferSize = 32 * 1024
+	writeBufferSize = 64 * 1024
 	// smallWriteBufferSize is a session's own write buffer: enough for
 	// every one-line reply and CAPA, so that an idle session, logged in
 	// or not, is cheap; big replies borrow a writeBufferSize one.
 	smallWriteBufferSize = 1024
-	copyBufferSize       = 32 * 1024
+	copyBufferSize       = 64 * 1024
 )
 
 // errCloseSession ends a session after its last reply has been written.
@@ -358,8 +358,8 @@ func (s *session) channelBinding(typ string) ([]byte, error) {
 	return nil, fmt.Errorf("unsupported channel binding type %q", typ)
 }
 
-// bigBuffer is what a large reply needs: a 32 KiB writer (few, large
-// writes to the connection) and a 32 KiB copy buffer. Sessions borrow one
+// bigBuffer is what a large reply needs: a 64 KiB writer (few, large
+// writes to the connection) and a 64 KiB copy buffer. Sessions borrow one
 // for a burst of large replies (a pipelined run of RETRs is one burst) and
 // give it back when they next wait for the client, so that thousands of
 // idle sessions do not hold 64 KiB each.
