@@ -362,7 +362,7 @@ func (s *session) channelBinding(typ string) ([]byte, error) {
 // writes to the connection) and a 64 KiB copy buffer. Sessions borrow one
 // for a burst of large replies (a pipelined run of RETRs is one burst) and
 // give it back when they next wait for the client, so that thousands of
-// idle sessions do not hold 64 KiB each.
+// idle sessions do not hold 128 KiB each.
 type bigBuffer struct {
 	w    *bufio.Writer
 	copy []byte
