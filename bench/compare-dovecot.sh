@@ -221,7 +221,9 @@ say "dovecot pid $DC_PID (pop3 $DC_POP3, pop3s $DC_POP3S, lmtp $DC_LMTP); popbox
 {
   echo "# popbox vs Dovecot, $(date -u +%FT%TZ)"
   echo "# machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r)"
-  echo "# dovecot $(dovecot --version); popbox $("$PB" version 2>/dev/null | head -1); $(go version)"
+  rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ] && rev="$rev+changes"
+  echo "# dovecot $(dovecot --version); popbox $rev ($("$PB" version 2>/dev/null | head -1)); $(go version)"
   echo "# runs=$RUNS scenarios=\"$SCENARIOS\" scheme=$SCHEME login_schemes=\"$LOGIN_SCHEMES\" idle_n=$IDLE_N big_n=$BIG_N bulk_n=$BULK_N"
 } | tee "$RES"
 
