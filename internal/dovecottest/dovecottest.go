@@ -135,7 +135,7 @@ func Start(t *testing.T, o Options) *Dovecot {
 	if o.AuthMechanisms == "" {
 		o.AuthMechanisms = "plain login"
 	}
-	uid, gid, err := mailUser()
+	uid, gid, err := MailUserIDs()
 	if err != nil {
 		t.Fatalf("dovecottest: %v", err)
 	}
@@ -189,8 +189,9 @@ func Start(t *testing.T, o Options) *Dovecot {
 	return nil
 }
 
-// mailUser returns the uid and gid of MailUser, creating it if needed.
-func mailUser() (int, int, error) {
+// MailUserIDs returns the uid and gid of MailUser, creating the system
+// user if needed, for tests that run their own Dovecot configuration.
+func MailUserIDs() (int, int, error) {
 	u, err := user.Lookup(MailUser)
 	if err != nil {
 		var unknown user.UnknownUserError

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -192,35 +191,6 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// dovecotMailUser returns the uid and gid of dovecottest.MailUser,
-// creating the system user if needed, as dovecottest does.
-func dovecotMailUser(t *testing.T) (int, int) {
-	t.Helper()
-	u, err := user.Lookup(dovecottest.MailUser)
-	if err != nil {
-		var unknown user.UnknownUserError
-		if !errors.As(err, &unknown) {
-			t.Fatalf("looking up %s: %v", dovecottest.MailUser, err)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "useradd", "--system", "--no-create-home",
-			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", dovecottest.MailUser).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "already exists") {
-			t.Fatalf("useradd %s: %v: %s", dovecottest.MailUser, err, out)
-		}
-		if u, err = user.Lookup(dovecottest.MailUser); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		t.Fatal(err)
-	}
-	return uid, gid
-}
-
 // chainDovecot is a private Dovecot and the mail it serves.
 type chainDovecot struct {
 	t        *testing.T
@@ -249,7 +219,10 @@ func (d *chainDovecot) log() string {
 // the passwd-file with hashes from doveadm pw; start starts it.
 func newChainDovecot(t *testing.T, doveadm string) *chainDovecot {
 	t.Helper()
-	uid, gid := dovecotMailUser(t)
+	uid, gid, err := dovecottest.MailUserIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A short path: Dovecot's sockets live below it and sun_path is short.
 	dir, err := os.MkdirTemp("", "dcc")
 	if err != nil {

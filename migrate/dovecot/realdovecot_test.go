@@ -11,13 +11,11 @@ package dovecot
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,35 +53,6 @@ func dovecotBinary() (string, bool) {
 	return "", false
 }
 
-// mailUser returns the uid and gid of dovecottest.MailUser, creating the
-// system user if needed (as dovecottest does).
-func mailUser(t *testing.T) (int, int) {
-	t.Helper()
-	u, err := user.Lookup(dovecottest.MailUser)
-	if err != nil {
-		var unknown user.UnknownUserError
-		if !errors.As(err, &unknown) {
-			t.Fatalf("looking up %s: %v", dovecottest.MailUser, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "useradd", "--system", "--no-create-home",
-			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", dovecottest.MailUser).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "already exists") {
-			t.Fatalf("useradd %s: %v: %s", dovecottest.MailUser, err, out)
-		}
-		if u, err = user.Lookup(dovecottest.MailUser); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		t.Fatal(err)
-	}
-	return uid, gid
-}
-
 // mailbox is a Maildir for testUser that Dovecot instances serve.
 type mailbox struct {
 	t        *testing.T
@@ -102,7 +71,10 @@ func newMailbox(t *testing.T) *mailbox {
 	if os.Geteuid() != 0 {
 		unavailable(t, "the real-Dovecot tests need root: Dovecot must switch to the mail user %s", dovecottest.MailUser)
 	}
-	uid, gid := mailUser(t)
+	uid, gid, err := dovecottest.MailUserIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A short path: Dovecot's sockets live below it and sun_path is short.
 	dir, err := os.MkdirTemp("", "dcm")
 	if err != nil {
