@@ -48,10 +48,6 @@ func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	ok := 0
-	if ev.Success {
-		ok = 1
-	}
 	what := fmt.Sprintf("recording login of %q", name)
 	// Insert and prune in one transaction, so that concurrent logins never
 	// leave more than MaxLoginHistory events behind.
@@ -60,6 +56,25 @@ func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error
 		return fmt.Errorf("userdb: %s: %w", what, err)
 	}
 	defer tx.Rollback()
+	if err := insertEvent(ctx, tx, name, ev); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	if err := pruneEvents(ctx, tx, name, ev.Success); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	return nil
+}
+
+// insertEvent adds one event for the canonical name; ErrNotFound if there
+// is no such user.
+func insertEvent(ctx context.Context, tx *sql.Tx, name string, ev LoginEvent) error {
+	ok := 0
+	if ev.Success {
+		ok = 1
+	}
 	// INSERT ... SELECT ... WHERE EXISTS rather than relying on the foreign
 	// key, so that an unknown user is ErrNotFound, not a constraint error.
 	res, err := tx.ExecContext(ctx,
@@ -67,24 +82,28 @@ func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error
 		 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE name = ?1)`,
 		name, ok, ev.Time.Unix(), truncate(ev.RemoteAddr), truncate(ev.Mechanism))
 	if err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
+		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
+		return err
 	} else if n == 0 {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	if _, err := tx.ExecContext(ctx,
+	return nil
+}
+
+// pruneEvents keeps the newest MaxLoginHistory events of one kind.
+func pruneEvents(ctx context.Context, tx *sql.Tx, name string, success bool) error {
+	ok := 0
+	if success {
+		ok = 1
+	}
+	_, err := tx.ExecContext(ctx,
 		`DELETE FROM login_events WHERE user = ?1 AND ok = ?2 AND seq NOT IN (
 			SELECT seq FROM login_events WHERE user = ?1 AND ok = ?2
 			ORDER BY time DESC, seq DESC LIMIT ?3)`,
-		name, ok, MaxLoginHistory); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	return nil
+		name, ok, MaxLoginHistory)
+	return err
 }
 
 // truncate cuts s to maxEventField bytes, on a UTF-8 boundary.
@@ -99,6 +118,9 @@ func truncate(s string) string {
 // first. Errors wrap ErrInvalidName or ErrNotFound.
 func (db *DB) LoginHistory(ctx context.Context, name string) (LoginHistory, error) {
 	if _, err := db.Get(ctx, name); err != nil {
+		return LoginHistory{}, err
+	}
+	if err := db.FlushLogins(ctx); err != nil {
 		return LoginHistory{}, err
 	}
 	name = Canonical(name)
@@ -139,9 +161,15 @@ func (db *DB) LastLogin(ctx context.Context, name string) (time.Time, error) {
 	if err := ValidName(name); err != nil {
 		return time.Time{}, err
 	}
+	name = Canonical(name)
+	if t := db.queuedLastLogin(name); !t.IsZero() {
+		// Newer than anything written: the server stamps events when it
+		// queues them.
+		return time.Unix(t.Unix(), 0).UTC(), nil
+	}
 	var unix sql.NullInt64
 	if err := db.sql.QueryRowContext(ctx,
-		`SELECT max(time) FROM login_events WHERE user = ? AND ok = 1`, Canonical(name)).Scan(&unix); err != nil {
+		`SELECT max(time) FROM login_events WHERE user = ? AND ok = 1`, name).Scan(&unix); err != nil {
 		return time.Time{}, fmt.Errorf("userdb: reading last login of %q: %w", name, err)
 	}
 	if !unix.Valid {

@@ -147,6 +147,8 @@ type DB struct {
 	// verified against when the user does not exist. Made on first use so
 	// that CLI commands that never authenticate do not pay for it.
 	dummyHash func() (string, error)
+	// history holds login events written behind the logins (QueueLogin).
+	history historyQueue
 }
 
 // Open opens the database at path, creating the file (mode 0600) and the
@@ -239,8 +241,9 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the database.
+// Close writes the queued login history and closes the database.
 func (db *DB) Close() error {
+	db.closeHistory()
 	return db.sql.Close()
 }
 

@@ -212,7 +212,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 
 	srv := &pop3server.Server{
 		SCRAMSecret:         scramSecret,
-		Backend:             app.Backend{Users: users, Store: st, Log: log},
+		Backend:             app.Backend{Users: users, Store: st},
 		TLSConfig:           tlsConfig,
 		ClientCertUser:      certUser,
 		LoginDelay:          cfg.POP3.LoginDelay.Duration,

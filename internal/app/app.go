@@ -173,9 +173,6 @@ func (d DataDir) openStore(opts maildir.Options) (*maildir.Store, error) {
 type Backend struct {
 	Users *userdb.DB
 	Store store.Store
-	// Log receives failures to record login history; nil means
-	// slog.Default().
-	Log *slog.Logger
 }
 
 var (
@@ -183,10 +180,6 @@ var (
 	_ pop3server.Authorizer   = Backend{}
 	_ pop3server.LoginHistory = Backend{}
 )
-
-// recordTimeout bounds recording one login event, which runs detached from
-// the session.
-const recordTimeout = 10 * time.Second
 
 // Authenticate implements pop3server.Backend. The server reports the
 // outcome to RecordLogin.
@@ -228,48 +221,23 @@ func (b Backend) Authorize(ctx context.Context, _ pop3server.ConnInfo, user stri
 
 // RecordLogin implements pop3server.LoginRecorder: successful logins and
 // failed ones of existing users go into the login history, with the
-// mechanism.
-//
-// A failure is recorded in the background, after the reply: recording is a
-// database write that only existing users get, so waiting for it would make
-// a wrong password answer measurably later than an unknown user, telling an
-// attacker which accounts exist. A success is recorded before the reply (the
-// client learns nothing new from its timing, and LOGIN-DELAY needs it).
+// mechanism. Both are queued and written behind the reply
+// (userdb.QueueLogin): a write per login would put a database transaction
+// on every client's path, and a failure recorded before the reply would
+// make a wrong password answer measurably later than an unknown user,
+// telling an attacker which accounts exist. LOGIN-DELAY still sees a
+// queued success.
 func (b Backend) RecordLogin(ctx context.Context, info pop3server.ConnInfo, user string, success bool) {
 	ev := userdb.LoginEvent{Time: time.Now(), Mechanism: info.Mechanism, Success: success}
 	if info.RemoteAddr != nil {
 		ev.RemoteAddr = info.RemoteAddr.String()
 	}
-	if success {
-		b.record(ctx, user, ev)
-		return
-	}
-	// Detached from ctx, which ends with the reply.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	go func() {
-		defer cancel()
-		b.record(rctx, userdb.Canonical(user), ev)
-	}()
+	b.Users.QueueLogin(context.WithoutCancel(ctx), user, ev)
 }
 
 // LastLogin implements pop3server.LoginHistory.
 func (b Backend) LastLogin(ctx context.Context, user string) (time.Time, error) {
 	return b.Users.LastLogin(ctx, user)
-}
-
-// record adds ev to name's login history. The history is informational, so
-// a failure is logged, not returned: it must not turn a login into an error.
-// Unknown and invalid names have no history.
-func (b Backend) record(ctx context.Context, name string, ev userdb.LoginEvent) {
-	err := b.Users.RecordLogin(ctx, name, ev)
-	if err == nil || errors.Is(err, userdb.ErrNotFound) || errors.Is(err, userdb.ErrInvalidName) {
-		return
-	}
-	log := b.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	log.Warn("cannot record login", "user", name, "success", ev.Success, "err", err)
 }
 
 // Open implements pop3server.Backend.

@@ -93,7 +93,7 @@ func TestUnknownUserTimingMatchesWrongPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &pop3server.Server{
-		Backend:          Backend{Users: users, Store: st, Log: quiet},
+		Backend:          Backend{Users: users, Store: st},
 		Logger:           quiet,
 		AuthFailureDelay: -1,
 	}
