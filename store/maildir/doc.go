@@ -168,6 +168,13 @@
 //     Maildrop.Open and Commit find a file another tool moved or re-flagged
 //     by its key when its old name is gone.
 //
+//   - Snapshot cache (snapcache.go): the snapshot of a mailbox of 256
+//     messages or more is kept in memory and served again while the
+//     mailbox's directories, index and counter are provably unchanged
+//     (inode, times, size, the counter's bytes), unless a change was
+//     recent enough to hide behind the file system's coarse clock. A login
+//     to 100,000 unchanged messages then costs 0.04 ms instead of 260 ms.
+//
 //   - Only regular files are served (symlinks are skipped and opened with
 //     O_NOFOLLOW): a symlink in a Maildir must not expose other files.
 //     Names starting with '.' are ignored, tmp/ files older than 36 hours

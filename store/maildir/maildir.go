@@ -63,6 +63,11 @@ type Options struct {
 	// quotas. An error fails the delivery (not as store.ErrQuota: the
 	// caller should retry, not tell the sender the mailbox is full).
 	Quota func(ctx context.Context, user string) (store.Quota, error)
+	// SnapshotCache bounds the snapshot cache, which spares logins to big
+	// unchanged mailboxes their directory scan, in messages across
+	// mailboxes (about 200 bytes each); 0 means DefaultSnapshotCache,
+	// negative disables it.
+	SnapshotCache int
 	// Retention is how long deleted messages (POP3 DELE, Expire) are kept
 	// in popbox-trash/ for Restore before Purge removes them; 0 deletes at
 	// once.
@@ -98,6 +103,8 @@ type Store struct {
 	indexReads atomic.Int64
 	// uidls caches the UIDLs of the mailbox Import last worked on.
 	uidls uidlCache
+	// snaps caches the snapshots of big unchanged mailboxes for Open.
+	snaps snapCache
 }
 
 // step runs the test hook before a step named by step.
@@ -142,6 +149,10 @@ func New(root string, opts Options) (*Store, error) {
 		quota:     opts.Quota,
 		retention: max(opts.Retention, 0),
 		now:       time.Now,
+		snaps:     snapCache{limit: opts.SnapshotCache, racy: racyWindow},
+	}
+	if s.snaps.limit == 0 {
+		s.snaps.limit = DefaultSnapshotCache
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -49,39 +49,62 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 			unlock(session)
 		}
 	}()
-	snap, err := s.snapshot(ctx, mb)
+	snap, msgs, err := s.snapshot(ctx, mb)
 	if err != nil {
 		return nil, err
 	}
 	s.cleanTmp(mb)
-	msgs := make([]store.MessageInfo, len(snap))
-	for i := range snap {
-		msgs[i] = store.MessageInfo{UIDL: snap[i].uidl(), Size: snap[i].size}
-	}
 	handedOver = true
 	return &maildrop{s: s, mb: mb, lock: session, snap: snap, msgs: msgs}, nil
 }
 
-func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, error) {
+// snapshot returns the mailbox's messages in delivery order, from the
+// snapshot cache if the mailbox is unchanged since it was cached, else by
+// reconciling. The slices may be shared with other sessions: read only.
+func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, []store.MessageInfo, error) {
 	lk, err := waitLock(ctx, mb.path(indexLockName))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock(lk)
+	readStart := time.Now()
+	before, stErr := readState(mb)
+	if stErr == nil {
+		if cs := s.snaps.get(mb.dir, before); cs != nil {
+			return cs.snap, cs.msgs, nil
+		}
+	}
 	snap, unsaved, err := s.reconcile(ctx, mb)
+	if err != nil {
+		return nil, nil, err
+	}
+	msgs := make([]store.MessageInfo, len(snap))
+	for i := range snap {
+		msgs[i] = store.MessageInfo{UIDL: snap[i].uidl(), Size: snap[i].size}
+	}
 	if unsaved != nil {
 		// Serving what is there needs no write; the next Open retries.
 		s.log.Warn("maildir: cannot update the index or the counter, serving the mailbox as it is", "user", mb.user, "err", unsaved)
+		return snap, msgs, nil
 	}
-	return snap, err
+	// Cached only if reconcile changed nothing and found nothing changing:
+	// the state read before it then describes what it read.
+	if after, err := readState(mb); stErr == nil && err == nil && after == before {
+		s.snaps.put(mb.dir, before, readStart, snap, msgs)
+	}
+	return snap, msgs, nil
 }
 
 // maildrop is one POP3 session's view of a mailbox.
 type maildrop struct {
-	s    *Store
-	mb   mailbox
-	snap []entry
-	msgs []store.MessageInfo
+	s  *Store
+	mb mailbox
+	// snap and msgs may be shared with other sessions (the snapshot
+	// cache): never modified. moved holds the new place of files another
+	// tool moved or renamed since the snapshot.
+	snap  []entry
+	msgs  []store.MessageInfo
+	moved map[int]dirFile
 
 	mu        sync.Mutex // Close may come from another goroutine at shutdown
 	lock      *os.File   // the session lock; nil once released
@@ -104,7 +127,7 @@ func (m *maildrop) Open(i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(m.snap) {
 		return nil, fmt.Errorf("%w: %d", store.ErrNoSuchMessage, i)
 	}
-	e := &m.snap[i]
+	e := m.entry(i)
 	f, err := openMessage(m.mb.path(e.sub, e.name))
 	if err == nil {
 		return f, nil
@@ -119,12 +142,25 @@ func (m *maildrop) Open(i int) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("maildir: message %d (%s): %w", i, e.key, fs.ErrNotExist)
 	}
-	e.sub, e.name = df.sub, df.name
-	f, err = openMessage(m.mb.path(e.sub, e.name))
+	if m.moved == nil {
+		m.moved = make(map[int]dirFile)
+	}
+	m.moved[i] = df
+	f, err = openMessage(m.mb.path(df.sub, df.name))
 	if err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// entry returns message i as last seen: from the snapshot, or where Open
+// found it after it moved.
+func (m *maildrop) entry(i int) entry {
+	e := m.snap[i]
+	if df, ok := m.moved[i]; ok {
+		e.sub, e.name = df.sub, df.name
+	}
+	return e
 }
 
 func openMessage(path string) (*os.File, error) {
@@ -170,9 +206,11 @@ func (m *maildrop) Commit(deleted []int) error {
 	for _, i := range deleted {
 		if !seen[i] {
 			seen[i] = true
-			doomed = append(doomed, m.snap[i])
+			doomed = append(doomed, m.entry(i))
 		}
 	}
+	// The mailbox changes: the cached snapshot, if any, is dead weight.
+	m.s.snaps.forget(m.mb.dir)
 	keys, err := m.s.discard(m.mb, doomed)
 	if err != nil {
 		return err
