@@ -8,15 +8,18 @@
 //
 // Implementation notes:
 //
-//   - Two flock(2) locks per mailbox, on files that are never removed.
-//     popbox-pop3.lock is the POP3 session lock (RFC 1939 §4), taken with
-//     LOCK_NB so a second Open fails at once with store.ErrInUse and held
-//     until Commit or Close. popbox-index.lock guards the counter and the
-//     index and is held only for a few fsyncs; Deliver takes only this one,
-//     so delivery never waits for a session. flock belongs to the open file
-//     description and every lock attempt opens the file anew, so two Opens
-//     in one process conflict just as two processes do; the kernel drops the
-//     lock when the holder dies, so nothing stale is ever left to clean up.
+//   - Two locks per mailbox. The POP3 session lock (RFC 1939 §4) is taken
+//     without waiting, so a second Open fails at once with store.ErrInUse,
+//     and held until Commit or Close; it is a byte-range lock
+//     (F_OFD_SETLK) on root/.popbox-session-locks at the inode number of
+//     the Maildir directory, so all the sessions of a Store share one file
+//     descriptor (sessionlock.go; a mailbox on another file system flocks
+//     its own popbox-pop3.lock). popbox-index.lock guards the counter and
+//     the index and is held only for a few fsyncs, with flock(2); Deliver
+//     takes only this one, so delivery never waits for a session. Both
+//     kinds belong to the open file description, so two Stores conflict as
+//     two processes do, and the kernel drops them when the holder dies:
+//     nothing stale is ever left to clean up.
 //
 //   - UIDL = %08X%08X of (uid, epoch), upper-case hex: 16 characters,
 //     within RFC 1939 §7's 1..70 in 0x21..0x7E. (The shape of Dovecot's

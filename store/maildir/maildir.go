@@ -105,6 +105,8 @@ type Store struct {
 	uidls uidlCache
 	// snaps caches the snapshots of big unchanged mailboxes for Open.
 	snaps snapCache
+	// sessions holds the POP3 session locks (sessionlock.go).
+	sessions sessionLocks
 }
 
 // step runs the test hook before a step named by step.
@@ -150,6 +152,7 @@ func New(root string, opts Options) (*Store, error) {
 		retention: max(opts.Retention, 0),
 		now:       time.Now,
 		snaps:     snapCache{limit: opts.SnapshotCache, racy: racyWindow},
+		sessions:  sessionLocks{path: filepath.Join(abs, sessionLocksName)},
 	}
 	if s.snaps.limit == 0 {
 		s.snaps.limit = DefaultSnapshotCache

@@ -34,7 +34,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	}
 	// RFC 1939 §4: the server acquires an exclusive-access lock on the
 	// maildrop; RFC 2449 §8.1.2 [IN-USE] when it cannot.
-	session, err := tryLock(mb.path(sessionLockName))
+	session, err := s.lockSession(mb)
 	if errors.Is(err, errLocked) {
 		return nil, fmt.Errorf("%w: %s", store.ErrInUse, user)
 	}
@@ -46,7 +46,7 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 	handedOver := false
 	defer func() {
 		if !handedOver {
-			unlock(session)
+			session.release()
 		}
 	}()
 	snap, msgs, err := s.snapshot(ctx, mb)
@@ -106,8 +106,8 @@ type maildrop struct {
 	msgs  []store.MessageInfo
 	moved map[int]dirFile
 
-	mu        sync.Mutex // Close may come from another goroutine at shutdown
-	lock      *os.File   // the session lock; nil once released
+	mu        sync.Mutex   // Close may come from another goroutine at shutdown
+	lock      *sessionLock // the session lock; nil once released
 	committed bool
 }
 
@@ -189,7 +189,7 @@ func (m *maildrop) Commit(deleted []int) error {
 		return errClosed
 	}
 	defer func() {
-		unlock(m.lock)
+		m.lock.release()
 		m.lock = nil
 		m.committed = true
 	}()
@@ -320,7 +320,7 @@ func (m *maildrop) Close() error {
 	if m.lock == nil {
 		return nil
 	}
-	err := unlock(m.lock)
+	err := m.lock.release()
 	m.lock = nil
 	return err
 }
