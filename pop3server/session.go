@@ -667,12 +667,15 @@ func (s *session) sendMessage(i, bodyLines int) error {
 		return s.reply(false, pop3.CodeSysTemp, "message "+strconv.Itoa(i+1)+" cannot be read")
 	}
 	defer rc.Close()
+	// Before the +OK line, so that it goes out in the same write as the
+	// message: flushing it alone would cost a syscall and wake the client
+	// for a few bytes.
+	s.borrowBig()
 	if bodyLines < 0 {
 		s.ok("%d octets", s.msgs[i].Size)
 	} else {
 		s.ok("top of message follows")
 	}
-	s.borrowBig()
 	dw := pop3.NewDotWriter(s.w)
 	var dst io.Writer = dw
 	if bodyLines >= 0 {

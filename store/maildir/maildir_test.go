@@ -240,8 +240,8 @@ func TestDeliverLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if f, ok := rc.(*os.File); !ok || f.Name() != mb.path("new", nn[0]) {
-		t.Errorf("Maildrop.Open returned %T, want the message's *os.File", rc)
+	if f, ok := rc.(*messageFile); !ok || f.path != mb.path("new", nn[0]) {
+		t.Errorf("Maildrop.Open returned %T, want the message's file", rc)
 	}
 }
 

@@ -163,12 +163,64 @@ func (m *maildrop) entry(i int) entry {
 	return e
 }
 
-func openMessage(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
+// openMessage opens a message file for RETR. It is a bare descriptor, not
+// an *os.File: os.OpenFile offers every file to the network poller, which
+// costs five system calls per message that epoll refuses for regular
+// files anyway (two fcntl to set O_NONBLOCK, the failing epoll_ctl, two
+// to clear it), a third of what a lock-step RETR otherwise makes.
+func openMessage(path string) (*messageFile, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return &messageFile{fd: fd, path: path}, nil
 	}
-	return f, nil
+}
+
+// messageFile reads a message file through its descriptor; reads of a
+// regular file block in the kernel, which the runtime handles like any
+// other blocking system call.
+type messageFile struct {
+	fd   int // -1 once closed
+	path string
+}
+
+func (f *messageFile) Read(p []byte) (int, error) {
+	if f.fd < 0 {
+		return 0, fs.ErrClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(f.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f *messageFile) Close() error {
+	if f.fd < 0 {
+		return fs.ErrClosed
+	}
+	err := unix.Close(f.fd)
+	f.fd = -1
+	if err != nil {
+		return &fs.PathError{Op: "close", Path: f.path, Err: err}
+	}
+	return nil
 }
 
 // Commit implements RFC 1939 §6 (UPDATE state): remove the files (into
