@@ -31,45 +31,104 @@ var (
 
 // Write converts and writes p. It returns len(p) on success: the count is of
 // input bytes, not of the (larger) output.
+//
+// Lines are converted straight into the bufio.Writer's free space
+// (AvailableBuffer) and handed over in one Write per buffer's worth: with
+// a Write call per line and another per line end, the calls cost more than
+// the conversion on typical mail. A line that does not fit in the free
+// space goes through Write piece by piece, which flushes as needed.
 func (d *DotWriter) Write(p []byte) (int, error) {
 	if d.closed {
 		return 0, errors.New("pop3: write after close")
 	}
 	n := len(p)
+	buf := d.w.AvailableBuffer()
 	for len(p) > 0 {
-		if d.lineStart && p[0] == '.' {
-			if err := d.w.WriteByte('.'); err != nil {
-				return 0, err
-			}
-		}
-		d.lineStart = false
 		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if _, err := d.w.Write(p); err != nil {
+		line := p
+		if i >= 0 {
+			line = p[:i]
+		}
+		// At most a stuffed dot, the line and CRLF.
+		if cap(buf)-len(buf) >= len(line)+3 {
+			buf = d.appendLine(buf, p, i)
+		} else {
+			if len(buf) > 0 {
+				if _, err := d.w.Write(buf); err != nil {
+					return 0, err
+				}
+			}
+			if err := d.writeLine(p, i); err != nil {
 				return 0, err
 			}
-			d.lastCR = p[len(p)-1] == '\r'
+			buf = d.w.AvailableBuffer()
+		}
+		if i < 0 {
 			break
 		}
-		// p[:i] is the rest of the line; is its LF already preceded by CR?
-		hasCR := (i > 0 && p[i-1] == '\r') || (i == 0 && d.lastCR)
-		if _, err := d.w.Write(p[:i]); err != nil {
-			return 0, err
-		}
-		var err error
-		if hasCR {
-			err = d.w.WriteByte('\n')
-		} else {
-			_, err = d.w.Write(crlf)
-		}
-		if err != nil {
-			return 0, err
-		}
-		d.lastCR = false
-		d.lineStart = true
 		p = p[i+1:]
 	}
+	if len(buf) > 0 {
+		if _, err := d.w.Write(buf); err != nil {
+			return 0, err
+		}
+	}
 	return n, nil
+}
+
+// appendLine appends the converted line p[:i] and its line end, or all of
+// p if i < 0 (a line continued by the next Write), to buf.
+func (d *DotWriter) appendLine(buf, p []byte, i int) []byte {
+	if d.lineStart && p[0] == '.' {
+		buf = append(buf, '.')
+	}
+	d.lineStart = false
+	if i < 0 {
+		d.lastCR = p[len(p)-1] == '\r'
+		return append(buf, p...)
+	}
+	buf = append(buf, p[:i]...)
+	// Is the LF already preceded by CR?
+	if (i > 0 && p[i-1] == '\r') || (i == 0 && d.lastCR) {
+		buf = append(buf, '\n')
+	} else {
+		buf = append(buf, '\r', '\n')
+	}
+	d.lastCR = false
+	d.lineStart = true
+	return buf
+}
+
+// writeLine is appendLine through the writer's Write, for lines longer
+// than its free space.
+func (d *DotWriter) writeLine(p []byte, i int) error {
+	if d.lineStart && p[0] == '.' {
+		if err := d.w.WriteByte('.'); err != nil {
+			return err
+		}
+	}
+	d.lineStart = false
+	if i < 0 {
+		d.lastCR = p[len(p)-1] == '\r'
+		_, err := d.w.Write(p)
+		return err
+	}
+	hasCR := (i > 0 && p[i-1] == '\r') || (i == 0 && d.lastCR)
+	if _, err := d.w.Write(p[:i]); err != nil {
+		return err
+	}
+	var err error
+	if hasCR {
+		err = d.w.WriteByte('\n')
+	} else {
+		_, err = d.w.Write(crlf)
+	}
+	if err != nil {
+		return err
+	}
+	d.lastCR = false
+	d.lineStart = true
+	return nil
 }
 
 // Close ends the message: a CRLF if the data did not end in a line end,

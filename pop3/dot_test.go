@@ -16,8 +16,20 @@ import (
 // returns everything it emitted.
 func dotWrite(t testing.TB, chunks ...[]byte) []byte {
 	t.Helper()
+	// Through a big buffer (lines converted in its free space) and a tiny
+	// one (lines longer than the free space, written piece by piece): the
+	// bytes must be the same.
+	big := dotWriteSize(t, 4096, chunks...)
+	if small := dotWriteSize(t, 16, chunks...); !bytes.Equal(small, big) {
+		t.Fatalf("DotWriter output depends on the buffer: %q with 16 bytes, %q with 4096", small, big)
+	}
+	return big
+}
+
+func dotWriteSize(t testing.TB, size int, chunks ...[]byte) []byte {
+	t.Helper()
 	var out bytes.Buffer
-	bw := bufio.NewWriter(&out)
+	bw := bufio.NewWriterSize(&out, size)
 	dw := NewDotWriter(bw)
 	for _, c := range chunks {
 		n, err := dw.Write(c)
@@ -376,5 +388,24 @@ func TestDotReaderSloppyTerminatorDoesNotWait(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		pr.Close()
 		t.Fatal("DotReader waited for a third byte after a .LF terminator")
+	}
+}
+
+// BenchmarkDotWriter: a 50 KB message of 72-character LF lines, as RETR
+// sends it.
+func BenchmarkDotWriter(b *testing.B) {
+	line := strings.Repeat("x", 71) + "\n"
+	msg := []byte(strings.Repeat(line, 50_000/len(line)))
+	bw := bufio.NewWriterSize(io.Discard, 64<<10)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		dw := NewDotWriter(bw)
+		for p := msg; len(p) > 0; {
+			n := min(len(p), 32<<10)
+			dw.Write(p[:n])
+			p = p[n:]
+		}
+		dw.Close()
+		bw.Flush()
 	}
 }
