@@ -31,6 +31,12 @@
 //   - Input is bounded: Load and Parse refuse documents over MaxFileSize, and
 //     Parse those nested deeper than 32 levels or with keys of more than 32
 //     parts.
+//   - store and users.database may hold a PostgreSQL URL, password
+//     included. Validate checks it with pgxpool.ParseConfig, the parser
+//     store/postgres and userdb use, so that a DSN the server would refuse
+//     is reported with its line like any other bad value; that is why this
+//     package imports pgx. No message, here or from the callers that use
+//     RedactDSN and ScrubDSN, shows the password.
 package config
 
 import (
@@ -76,15 +82,38 @@ const MinIdleTimeout = 10 * time.Minute
 type Config struct {
 	// DataDir holds mailboxes, the user database and generated TLS
 	// certificates. A relative path is kept relative.
-	DataDir string  `toml:"data_dir"`
-	POP3    POP3    `toml:"pop3"`
-	TLS     TLS     `toml:"tls"`
-	OAuth   OAuth   `toml:"oauth"`
-	LMTP    LMTP    `toml:"lmtp"`
-	Mail    Mail    `toml:"mail"`
-	Users   Users   `toml:"users"`
-	Log     Log     `toml:"log"`
-	Process Process `toml:"process"`
+	DataDir string `toml:"data_dir"`
+	// Store is where mail lives: "" or StoreMaildir for Maildirs under
+	// DataDir, or a postgres:// (postgresql://) URL for a PostgreSQL
+	// database shared by any number of frontends, which then holds the
+	// users too unless Users.Database says otherwise.
+	Store    string   `toml:"store"`
+	POP3     POP3     `toml:"pop3"`
+	TLS      TLS      `toml:"tls"`
+	OAuth    OAuth    `toml:"oauth"`
+	LMTP     LMTP     `toml:"lmtp"`
+	Mail     Mail     `toml:"mail"`
+	Users    Users    `toml:"users"`
+	Postgres Postgres `toml:"postgres"`
+	Log      Log      `toml:"log"`
+	Process  Process  `toml:"process"`
+}
+
+// StoreMaildir is the value of Config.Store for Maildirs under DataDir,
+// the same as "".
+const StoreMaildir = "maildir"
+
+// Postgres tunes the PostgreSQL store (Config.Store); it is ignored with
+// Maildirs.
+type Postgres struct {
+	// Lease is how long a POP3 session's mailbox lock outlives the last
+	// renewal by its frontend: after a frontend dies, its users can log
+	// in on another one at most this long later. Holders renew every
+	// Lease/3.
+	Lease Duration `toml:"lease"`
+	// NodeID names this frontend in lease rows, logs and
+	// pg_stat_activity; "" is hostname/pid/random, unique per process.
+	NodeID string `toml:"node_id"`
 }
 
 // Process sets whose privileges `popbox serve` runs with. Started as root
@@ -166,6 +195,11 @@ type TLS struct {
 
 // Users configures the user database.
 type Users struct {
+	// Database is where the accounts live: "" for the default (users.db
+	// in DataDir, or the Store database when that is PostgreSQL), a
+	// SQLite file (relative to DataDir unless absolute), or a
+	// postgres:// URL.
+	Database string `toml:"database"`
 	// UpgradeHashes replaces imported password hashes with argon2id at
 	// each user's next login.
 	UpgradeHashes bool `toml:"upgrade_hashes"`
@@ -259,6 +293,7 @@ func parseDuration(s string) (time.Duration, error) {
 func Default() Config {
 	return Config{
 		DataDir: "./popbox-data",
+		Store:   StoreMaildir,
 		POP3: POP3{
 			Listen:           "127.0.0.1:1110",
 			ListenTLS:        "127.0.0.1:1995",
@@ -281,6 +316,10 @@ func Default() Config {
 		TLS:   TLS{ClientCertUser: "cn"},
 		Mail:  Mail{KeepDeletedDays: 7, MaintenanceInterval: Duration{time.Hour}},
 		Users: Users{UpgradeHashes: true},
+		// store/postgres's default: long enough that a frontend paused by
+		// a slow disk or a GC does not lose its sessions, short enough
+		// that a dead one's users wait half a minute at most.
+		Postgres: Postgres{Lease: Duration{30 * time.Second}},
 		LMTP: LMTP{
 			Socket:          "lmtp.sock",
 			SocketMode:      "0660",

@@ -478,6 +478,7 @@ func TestValidate(t *testing.T) {
 			"pop3.hostname: must be 1 to 253 printable ASCII characters, without spaces or angle brackets"},
 		{"zero value: every problem", func(c *Config) { *c = Config{} }, strings.Join([]string{
 			"data_dir: must not be empty",
+			"postgres.lease: must be between 1s and 1h0m0s, not 0s",
 			"pop3.listen: pop3.listen and pop3.listen_tls are both empty: no POP3 listener",
 			"pop3.hostname: must be 1 to 253 printable ASCII characters, without spaces or angle brackets",
 			`pop3.plaintext_auth: must be one of never, loopback, always, not ""`,

@@ -47,6 +47,33 @@ func (c Config) check() []*Error {
 		bad("data_dir", "must not contain a NUL byte")
 	}
 
+	switch {
+	case c.Store == "" || c.Store == StoreMaildir:
+	case IsPostgresDSN(c.Store):
+		if msg := checkDSN(c.Store); msg != "" {
+			bad("store", "%s", msg)
+		}
+	default:
+		bad("store", "%q is neither %q nor a postgres:// or postgresql:// URL", RedactDSN(c.Store), StoreMaildir)
+	}
+	switch db := c.Users.Database; {
+	case IsPostgresDSN(db):
+		if msg := checkDSN(db); msg != "" {
+			bad("users.database", "%s", msg)
+		}
+	case strings.ContainsRune(db, 0):
+		bad("users.database", "must not contain a NUL byte")
+	case strings.Contains(db, "://"):
+		// A URL of another scheme would become a file of that name.
+		bad("users.database", "%q is neither a file nor a postgres:// or postgresql:// URL", RedactDSN(db))
+	}
+	if d := c.Postgres.Lease.Duration; d < minLease || d > maxLease {
+		bad("postgres.lease", "must be between %s and %s, not %s", minLease, maxLease, d)
+	}
+	if id := c.Postgres.NodeID; len(id) > maxNodeID || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		bad("postgres.node_id", "%q: use at most %d printable ASCII characters without spaces", id, maxNodeID)
+	}
+
 	for _, f := range []struct{ key, v string }{{"process.user", c.Process.User}, {"process.group", c.Process.Group}} {
 		if strings.ContainsFunc(f.v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ':' }) {
 			bad(f.key, "%q is not a user or group name: no spaces, colons or control characters", f.v)

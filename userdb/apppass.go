@@ -171,19 +171,36 @@ var errIDTaken = errors.New("app password ID taken")
 
 func (db *DB) insertAppPassword(ctx context.Context, name, id, label, hash string) error {
 	what := fmt.Sprintf("adding app password %q for %q", label, name)
-	// One transaction, so the checks and the insert see the same state
-	// even with the server or another CLI writing concurrently.
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("userdb: %s: %w", what, err)
 	}
 	defer tx.Rollback()
+	if err := insertAppPasswordTx(ctx, tx, what, name, id, label, hash); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
+	return nil
+}
+
+// insertAppPasswordTx checks the limits and inserts, in tx. One
+// transaction, so the checks and the insert see the same state even with
+// the server or another CLI (or frontend) writing concurrently: it holds
+// SQLite's write lock, or the user's row lock in PostgreSQL. (Without the
+// row lock, two frontends could each count MaxAppPasswords-1 and both
+// insert.)
+func insertAppPasswordTx(ctx context.Context, tx *sqlTx, what, name, id, label, hash string) error {
+	if err := tx.lockUsers(ctx, []string{name}); err != nil {
+		return fmt.Errorf("userdb: %s: %w", what, err)
+	}
 	var exists, count, labelTaken, idTaken int
-	err = tx.QueryRowContext(ctx, `SELECT
+	err := tx.QueryRowContext(ctx, `SELECT
 			(SELECT count(*) FROM users WHERE name = ?1),
-			(SELECT count(*) FROM app_passwords WHERE user = ?1),
-			(SELECT count(*) FROM app_passwords WHERE user = ?1 AND label = ?2),
-			(SELECT count(*) FROM app_passwords WHERE user = ?1 AND id = ?3)`,
+			(SELECT count(*) FROM app_passwords WHERE "user" = ?1),
+			(SELECT count(*) FROM app_passwords WHERE "user" = ?1 AND label = ?2),
+			(SELECT count(*) FROM app_passwords WHERE "user" = ?1 AND id = ?3)`,
 		name, label, id).Scan(&exists, &count, &labelTaken, &idTaken)
 	switch {
 	case err != nil:
@@ -198,11 +215,8 @@ func (db *DB) insertAppPassword(ctx context.Context, name, id, label, hash strin
 		return errIDTaken
 	}
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO app_passwords (user, id, label, hash, created) VALUES (?, ?, ?, ?, ?)`,
+		`INSERT INTO app_passwords ("user", id, label, hash, created) VALUES (?, ?, ?, ?, ?)`,
 		name, id, label, hash, time.Now().Unix()); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("userdb: %s: %w", what, err)
 	}
 	return nil
@@ -216,7 +230,7 @@ func (db *DB) AppPasswords(ctx context.Context, name string) ([]AppPassword, err
 	}
 	name = Canonical(name)
 	rows, err := db.sql.QueryContext(ctx,
-		`SELECT label, created, last_used FROM app_passwords WHERE user = ? ORDER BY label`, name)
+		`SELECT label, created, last_used FROM app_passwords WHERE "user" = ? ORDER BY label`, name)
 	if err != nil {
 		return nil, fmt.Errorf("userdb: listing app passwords of %q: %w", name, err)
 	}
@@ -251,7 +265,12 @@ func (db *DB) RevokeAppPassword(ctx context.Context, name, label string) error {
 		return err
 	}
 	name = Canonical(name)
-	res, err := db.sql.ExecContext(ctx, `DELETE FROM app_passwords WHERE user = ? AND label = ?`, name, label)
+	if ValidLabel(label) != nil {
+		// No app password has such a label, and PostgreSQL would refuse
+		// one that is not UTF-8 as a query error rather than find none.
+		return fmt.Errorf("%w: %q for %q", ErrNoAppPassword, label, name)
+	}
+	res, err := db.sql.ExecContext(ctx, `DELETE FROM app_passwords WHERE "user" = ? AND label = ?`, name, label)
 	if err != nil {
 		return fmt.Errorf("userdb: revoking app password %q of %q: %w", label, name, err)
 	}
@@ -270,7 +289,7 @@ func (db *DB) RevokeAppPassword(ctx context.Context, name, label string) error {
 // the login has already succeeded.
 func (db *DB) appPasswordUsed(ctx context.Context, name, id, stored, password string, rehash bool) {
 	if _, err := db.sql.ExecContext(ctx,
-		`UPDATE app_passwords SET last_used = ? WHERE user = ? AND id = ?`,
+		`UPDATE app_passwords SET last_used = ? WHERE "user" = ? AND id = ?`,
 		time.Now().Unix(), name, id); err != nil {
 		db.log.Warn("userdb: cannot record app password use", "user", name, "err", err)
 	}
@@ -283,7 +302,7 @@ func (db *DB) appPasswordUsed(ctx context.Context, name, id, stored, password st
 		return
 	}
 	if _, err := db.sql.ExecContext(ctx,
-		`UPDATE app_passwords SET hash = ? WHERE user = ? AND id = ? AND hash = ?`,
+		`UPDATE app_passwords SET hash = ? WHERE "user" = ? AND id = ? AND hash = ?`,
 		h, name, id, stored); err != nil {
 		db.log.Warn("userdb: cannot upgrade app password hash", "user", name, "err", err)
 	}

@@ -48,3 +48,24 @@ func Example() {
 	// true
 	// alice@example.org argon2id
 }
+
+// Several frontends share their users through PostgreSQL: `popbox migrate`
+// (Migrate) creates or upgrades the schema once, then each frontend opens
+// the database by its URL.
+func Example_postgreSQL() {
+	ctx := context.Background()
+	dsn := "postgres://popbox@db.example.org/popbox?sslmode=verify-full"
+	if err := userdb.Migrate(ctx, dsn); err != nil {
+		log.Fatal(err)
+	}
+	db, err := userdb.Open(dsn, userdb.Options{})
+	if errors.Is(err, userdb.ErrSchemaVersion) {
+		log.Fatal(err) // says to run `popbox migrate`
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	name, err := db.Authenticate(ctx, "alice@example.org", "correct horse battery staple")
+	fmt.Println(name, err)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxLoginHistory is how many successful logins, and separately how many
@@ -38,8 +39,9 @@ type LoginHistory struct {
 
 // RecordLogin adds ev to name's history, dropping the oldest event of its
 // kind beyond MaxLoginHistory. Time is kept to the second; a zero Time means
-// now. Over-long RemoteAddr and Mechanism are truncated. Errors wrap
-// ErrInvalidName or ErrNotFound (history is kept only for existing users).
+// now. Over-long RemoteAddr and Mechanism are truncated, and their invalid
+// UTF-8 and NUL bytes stored as U+FFFD. Errors wrap ErrInvalidName or
+// ErrNotFound (history is kept only for existing users).
 func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error {
 	if err := ValidName(name); err != nil {
 		return err
@@ -49,17 +51,12 @@ func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error
 		ev.Time = time.Now()
 	}
 	what := fmt.Sprintf("recording login of %q", name)
-	// Insert and prune in one transaction, so that concurrent logins never
-	// leave more than MaxLoginHistory events behind.
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("userdb: %s: %w", what, err)
 	}
 	defer tx.Rollback()
-	if err := insertEvent(ctx, tx, name, ev); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	if err := pruneEvents(ctx, tx, name, ev.Success); err != nil {
+	if err := recordLogin(ctx, tx, name, ev); err != nil {
 		return fmt.Errorf("userdb: %s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -68,9 +65,26 @@ func (db *DB) RecordLogin(ctx context.Context, name string, ev LoginEvent) error
 	return nil
 }
 
+// recordLogin inserts ev for the canonical name and prunes its kind, in
+// tx. Insert and prune in one transaction, so that concurrent logins never
+// leave more than MaxLoginHistory events behind: the transaction holds
+// SQLite's write lock, or the user's row lock in PostgreSQL, so the
+// pruning sees every event committed before it. (Without the row lock,
+// two frontends inserting at once would each see the other's event
+// uncommitted, and both delete the same oldest one.)
+func recordLogin(ctx context.Context, tx *sqlTx, name string, ev LoginEvent) error {
+	if err := tx.lockUsers(ctx, []string{name}); err != nil {
+		return err
+	}
+	if err := insertEvent(ctx, tx, name, ev); err != nil {
+		return err
+	}
+	return pruneEvents(ctx, tx, name, ev.Success)
+}
+
 // insertEvent adds one event for the canonical name; ErrNotFound if there
 // is no such user.
-func insertEvent(ctx context.Context, tx *sql.Tx, name string, ev LoginEvent) error {
+func insertEvent(ctx context.Context, tx *sqlTx, name string, ev LoginEvent) error {
 	ok := 0
 	if ev.Success {
 		ok = 1
@@ -78,7 +92,7 @@ func insertEvent(ctx context.Context, tx *sql.Tx, name string, ev LoginEvent) er
 	// INSERT ... SELECT ... WHERE EXISTS rather than relying on the foreign
 	// key, so that an unknown user is ErrNotFound, not a constraint error.
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO login_events (user, ok, time, remote, mechanism)
+		`INSERT INTO login_events ("user", ok, time, remote, mechanism)
 		 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE name = ?1)`,
 		name, ok, ev.Time.Unix(), truncate(ev.RemoteAddr), truncate(ev.Mechanism))
 	if err != nil {
@@ -93,21 +107,28 @@ func insertEvent(ctx context.Context, tx *sql.Tx, name string, ev LoginEvent) er
 }
 
 // pruneEvents keeps the newest MaxLoginHistory events of one kind.
-func pruneEvents(ctx context.Context, tx *sql.Tx, name string, success bool) error {
+func pruneEvents(ctx context.Context, tx *sqlTx, name string, success bool) error {
 	ok := 0
 	if success {
 		ok = 1
 	}
 	_, err := tx.ExecContext(ctx,
-		`DELETE FROM login_events WHERE user = ?1 AND ok = ?2 AND seq NOT IN (
-			SELECT seq FROM login_events WHERE user = ?1 AND ok = ?2
+		`DELETE FROM login_events WHERE "user" = ?1 AND ok = ?2 AND seq NOT IN (
+			SELECT seq FROM login_events WHERE "user" = ?1 AND ok = ?2
 			ORDER BY time DESC, seq DESC LIMIT ?3)`,
 		name, ok, MaxLoginHistory)
 	return err
 }
 
-// truncate cuts s to maxEventField bytes, on a UTF-8 boundary.
+// truncate makes s storable and cuts it to maxEventField bytes, on a
+// UTF-8 boundary. Storable: PostgreSQL's text holds neither invalid UTF-8
+// nor NUL, which a client can put into what it sends; each becomes U+FFFD
+// (in SQLite too, so both backends keep the same history), rather than
+// failing the login's record, or a whole batch of them.
 func truncate(s string) string {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
 	if len(s) <= maxEventField {
 		return s
 	}
@@ -125,7 +146,7 @@ func (db *DB) LoginHistory(ctx context.Context, name string) (LoginHistory, erro
 	}
 	name = Canonical(name)
 	rows, err := db.sql.QueryContext(ctx,
-		`SELECT ok, time, remote, mechanism FROM login_events WHERE user = ?
+		`SELECT ok, time, remote, mechanism FROM login_events WHERE "user" = ?
 		 ORDER BY time DESC, seq DESC`, name)
 	if err != nil {
 		return LoginHistory{}, fmt.Errorf("userdb: reading login history of %q: %w", name, err)
@@ -169,7 +190,7 @@ func (db *DB) LastLogin(ctx context.Context, name string) (time.Time, error) {
 	}
 	var unix sql.NullInt64
 	if err := db.sql.QueryRowContext(ctx,
-		`SELECT max(time) FROM login_events WHERE user = ? AND ok = 1`, name).Scan(&unix); err != nil {
+		`SELECT max(time) FROM login_events WHERE "user" = ? AND ok = 1`, name).Scan(&unix); err != nil {
 		return time.Time{}, fmt.Errorf("userdb: reading last login of %q: %w", name, err)
 	}
 	if !unix.Valid {

@@ -178,56 +178,58 @@ func TestParsePasswdFileLongLine(t *testing.T) {
 }
 
 func TestImportHash(t *testing.T) {
-	ctx := t.Context()
-	db := newTestDB(t)
-	for name, hash := range map[string]string{
-		"argon": vecArgon2id, "blf": vecBlf, "crypt": vecCrypt, "sha512": vecSHA512, "sha256": vecSHA256,
-	} {
-		t.Run(name, func(t *testing.T) {
-			if err := db.ImportHash(ctx, name, hash, false); err != nil {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		db := newTestDB(t, b)
+		for name, hash := range map[string]string{
+			"argon": vecArgon2id, "blf": vecBlf, "crypt": vecCrypt, "sha512": vecSHA512, "sha256": vecSHA256,
+		} {
+			t.Run(name, func(t *testing.T) {
+				if err := db.ImportHash(ctx, name, hash, false); err != nil {
+					t.Fatal(err)
+				}
+				checkOldPassword(t, db, name, vecPassword)
+			})
+		}
+
+		t.Run("disabled", func(t *testing.T) {
+			if err := db.ImportHash(ctx, "gone", vecBlf, true); err != nil {
 				t.Fatal(err)
 			}
-			checkOldPassword(t, db, name, vecPassword)
+			if u, err := db.Get(ctx, "gone"); err != nil || !u.Disabled {
+				t.Errorf("Get = %+v, %v; want disabled", u, err)
+			}
+			if _, err := db.Authenticate(ctx, "gone", vecPassword); !errors.Is(err, ErrAuthFailed) {
+				t.Errorf("Authenticate of a nologin user = %v, want ErrAuthFailed", err)
+			}
 		})
-	}
 
-	t.Run("disabled", func(t *testing.T) {
-		if err := db.ImportHash(ctx, "gone", vecBlf, true); err != nil {
-			t.Fatal(err)
+		for _, tt := range []struct {
+			name, user, hash string
+			want             error
+		}{
+			{"exists", "BLF", vecSHA256, ErrExists},
+			{"plain", "p", "{PLAIN}correct horse", passhash.ErrUnsupportedScheme},
+			{"unknown prefix", "u", "{SSHA}abcdef", passhash.ErrUnsupportedScheme},
+			{"bare plaintext", "b", "correct horse", passhash.ErrUnsupportedScheme},
+			{"invalid", "i", "{SHA512-CRYPT}$6$short", passhash.ErrInvalidHash},
+			{"name", "no/slash", vecBlf, ErrInvalidName},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				err := db.ImportHash(ctx, tt.user, tt.hash, false)
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("ImportHash = %v, want %v", err, tt.want)
+				}
+				if strings.Contains(err.Error(), "correct horse") {
+					t.Errorf("error repeats the plaintext: %v", err)
+				}
+			})
 		}
-		if u, err := db.Get(ctx, "gone"); err != nil || !u.Disabled {
-			t.Errorf("Get = %+v, %v; want disabled", u, err)
-		}
-		if _, err := db.Authenticate(ctx, "gone", vecPassword); !errors.Is(err, ErrAuthFailed) {
-			t.Errorf("Authenticate of a nologin user = %v, want ErrAuthFailed", err)
+		// The existing user was left alone.
+		if got, err := db.Authenticate(ctx, "blf", vecPassword); got != "blf" || err != nil {
+			t.Errorf("blf after a refused re-import: %q, %v", got, err)
 		}
 	})
-
-	for _, tt := range []struct {
-		name, user, hash string
-		want             error
-	}{
-		{"exists", "BLF", vecSHA256, ErrExists},
-		{"plain", "p", "{PLAIN}correct horse", passhash.ErrUnsupportedScheme},
-		{"unknown prefix", "u", "{SSHA}abcdef", passhash.ErrUnsupportedScheme},
-		{"bare plaintext", "b", "correct horse", passhash.ErrUnsupportedScheme},
-		{"invalid", "i", "{SHA512-CRYPT}$6$short", passhash.ErrInvalidHash},
-		{"name", "no/slash", vecBlf, ErrInvalidName},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			err := db.ImportHash(ctx, tt.user, tt.hash, false)
-			if !errors.Is(err, tt.want) {
-				t.Fatalf("ImportHash = %v, want %v", err, tt.want)
-			}
-			if strings.Contains(err.Error(), "correct horse") {
-				t.Errorf("error repeats the plaintext: %v", err)
-			}
-		})
-	}
-	// The existing user was left alone.
-	if got, err := db.Authenticate(ctx, "blf", vecPassword); got != "blf" || err != nil {
-		t.Errorf("blf after a refused re-import: %q, %v", got, err)
-	}
 }
 
 // checkOldPassword: the imported user logs in with the old password only,
@@ -265,96 +267,100 @@ func checkOldPassword(t *testing.T, db *DB, name, password string) {
 // parsed and imported; every user then logs in with the password given to
 // doveadm. Skipped without doveadm, a failure with CI=true.
 func TestImportDoveadm(t *testing.T) {
-	doveadm, err := exec.LookPath("doveadm")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("doveadm is not installed (Debian: apt-get install dovecot-core)")
-		}
-		t.Skip("doveadm is not installed")
-	}
-	users := []struct {
-		name, scheme, password string
-		rounds                 string
-		ok                     bool
-	}{
-		{"argon@example.org", "ARGON2ID", "pässwörd: with colon", "", true},
-		{"blf", "BLF-CRYPT", "correct horse battery", "", true},
-		{"blf10", "BLF-CRYPT", "ten rounds", "10", true},
-		{"crypt", "CRYPT", "crypt is bcrypt", "", true},
-		{"sha512", "SHA512-CRYPT", "sha five twelve", "", true},
-		{"sha512r", "SHA512-CRYPT", "many rounds", "100000", true},
-		{"sha256", "SHA256-CRYPT", "sha two five six", "", true},
-		{"md5", "MD5-CRYPT", "md5 is refused", "", false},
-		{"ssha", "SSHA512", "ssha is refused", "", false},
-		{"argon2i", "ARGON2I", "argon2i is refused", "", false},
-		{"plain", "PLAIN", "plain is refused", "", false},
-	}
-	var file strings.Builder
-	file.WriteString("# made by doveadm pw\n")
-	for _, u := range users {
-		args := []string{"pw", "-s", u.scheme, "-p", u.password}
-		if u.rounds != "" {
-			args = append(args, "-r", u.rounds)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		out, err := exec.CommandContext(ctx, doveadm, args...).Output()
-		cancel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		doveadm, err := exec.LookPath("doveadm")
 		if err != nil {
-			t.Fatalf("doveadm %s: %v", strings.Join(args[:3], " "), err)
+			if os.Getenv("CI") == "true" {
+				t.Fatal("doveadm is not installed (Debian: apt-get install dovecot-core)")
+			}
+			t.Skip("doveadm is not installed")
 		}
-		file.WriteString(u.name + ":" + strings.TrimSpace(string(out)) + ":1000:1000::/home/" + u.name + "::\n")
-	}
+		users := []struct {
+			name, scheme, password string
+			rounds                 string
+			ok                     bool
+		}{
+			{"argon@example.org", "ARGON2ID", "pässwörd: with colon", "", true},
+			{"blf", "BLF-CRYPT", "correct horse battery", "", true},
+			{"blf10", "BLF-CRYPT", "ten rounds", "10", true},
+			{"crypt", "CRYPT", "crypt is bcrypt", "", true},
+			{"sha512", "SHA512-CRYPT", "sha five twelve", "", true},
+			{"sha512r", "SHA512-CRYPT", "many rounds", "100000", true},
+			{"sha256", "SHA256-CRYPT", "sha two five six", "", true},
+			{"md5", "MD5-CRYPT", "md5 is refused", "", false},
+			{"ssha", "SSHA512", "ssha is refused", "", false},
+			{"argon2i", "ARGON2I", "argon2i is refused", "", false},
+			{"plain", "PLAIN", "plain is refused", "", false},
+		}
+		var file strings.Builder
+		file.WriteString("# made by doveadm pw\n")
+		for _, u := range users {
+			args := []string{"pw", "-s", u.scheme, "-p", u.password}
+			if u.rounds != "" {
+				args = append(args, "-r", u.rounds)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			out, err := exec.CommandContext(ctx, doveadm, args...).Output()
+			cancel()
+			if err != nil {
+				t.Fatalf("doveadm %s: %v", strings.Join(args[:3], " "), err)
+			}
+			file.WriteString(u.name + ":" + strings.TrimSpace(string(out)) + ":1000:1000::/home/" + u.name + "::\n")
+		}
 
-	entries, perr := ParsePasswdFile(strings.NewReader(file.String()))
-	var refused []string
-	for _, le := range lineErrors(t, perr) {
-		refused = append(refused, le.User)
-	}
-	var wantRefused []string
-	for _, u := range users {
-		if !u.ok {
-			wantRefused = append(wantRefused, u.name)
+		entries, perr := ParsePasswdFile(strings.NewReader(file.String()))
+		var refused []string
+		for _, le := range lineErrors(t, perr) {
+			refused = append(refused, le.User)
 		}
-	}
-	if diff := cmp.Diff(wantRefused, refused); diff != "" {
-		t.Errorf("refused users (-want +got):\n%s\n%v", diff, perr)
-	}
+		var wantRefused []string
+		for _, u := range users {
+			if !u.ok {
+				wantRefused = append(wantRefused, u.name)
+			}
+		}
+		if diff := cmp.Diff(wantRefused, refused); diff != "" {
+			t.Errorf("refused users (-want +got):\n%s\n%v", diff, perr)
+		}
 
-	db := newTestDB(t)
-	results, err := db.ImportPasswdEntries(t.Context(), entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range results {
-		if r.Err != nil {
-			t.Errorf("importing %s: %v", r.Entry.User, r.Err)
+		db := newTestDB(t, b)
+		results, err := db.ImportPasswdEntries(t.Context(), entries)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, u := range users {
-		if u.ok {
-			t.Run(u.name, func(t *testing.T) { checkOldPassword(t, db, u.name, u.password) })
+		for _, r := range results {
+			if r.Err != nil {
+				t.Errorf("importing %s: %v", r.Entry.User, r.Err)
+			}
 		}
-	}
-	// Importing again changes nothing and says why.
-	again, err := db.ImportPasswdEntries(t.Context(), entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range again {
-		if !errors.Is(r.Err, ErrExists) {
-			t.Errorf("second import of %s: %v, want ErrExists", r.Entry.User, r.Err)
+		for _, u := range users {
+			if u.ok {
+				t.Run(u.name, func(t *testing.T) { checkOldPassword(t, db, u.name, u.password) })
+			}
 		}
-	}
+		// Importing again changes nothing and says why.
+		again, err := db.ImportPasswdEntries(t.Context(), entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range again {
+			if !errors.Is(r.Err, ErrExists) {
+				t.Errorf("second import of %s: %v, want ErrExists", r.Entry.User, r.Err)
+			}
+		}
+	})
 }
 
 func TestImportPasswdEntriesCancelled(t *testing.T) {
-	db := newTestDB(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	got, err := db.ImportPasswdEntries(ctx, []PasswdEntry{{User: "a", Hash: vecBlf}})
-	if !errors.Is(err, context.Canceled) || len(got) != 0 {
-		t.Errorf("cancelled import = %v, %v", got, err)
-	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		db := newTestDB(t, b)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		got, err := db.ImportPasswdEntries(ctx, []PasswdEntry{{User: "a", Hash: vecBlf}})
+		if !errors.Is(err, context.Canceled) || len(got) != 0 {
+			t.Errorf("cancelled import = %v, %v", got, err)
+		}
+	})
 }
 
 // FuzzParsePasswdFile: any input; what comes back must be importable as

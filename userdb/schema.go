@@ -6,9 +6,10 @@ import (
 	"fmt"
 )
 
-// migrations are the schema steps; migrations()[i] takes the database from
-// user_version i to i+1. Append only: released steps never change, since
-// existing databases have already run them.
+// migrations are the SQLite schema steps; migrations()[i] takes the
+// database from user_version i to i+1. Append only: released steps never
+// change, since existing databases have already run them. A schema change
+// also needs a step in pgMigrations (postgres.go), PostgreSQL's list.
 func migrations() []string {
 	return []string{
 		// 1: accounts. name is the canonical (lower-case) name; created and

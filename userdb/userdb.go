@@ -1,25 +1,47 @@
 // Package userdb is popbox's account database: user names and password
-// hashes, in one SQLite file in the data directory (e.g. data/users.db).
+// hashes, SCRAM credentials, app passwords, login history, the disabled
+// flag and quota overrides. It has two backends behind one API: an SQLite
+// file in the data directory (e.g. data/users.db), for a single server,
+// and a PostgreSQL database, for several frontends sharing their users
+// (Open's path is then a postgres:// or postgresql:// URL, usually the
+// database the mail store, store/postgres, uses too).
 //
 // Implementation notes:
 //
-//   - Storage is SQLite through modernc.org/sqlite (pure Go, no cgo),
+//   - SQLite is reached through modernc.org/sqlite (pure Go, no cgo),
 //     because the server and the CLI ("popbox user add" while the server
 //     runs) change the same accounts concurrently and every change must be
-//     atomic, and because later work (app passwords, SCRAM secrets, login
-//     history) needs more than a passwd-style file can hold.
-//   - The database runs in WAL mode so readers (logins) never wait for a
-//     writer, with a busy timeout (Options.BusyTimeout) so that two writers
-//     in different processes queue for the lock instead of failing at once.
-//     Every write is a single statement, so it is atomic without an explicit
-//     transaction; the schema migration is an IMMEDIATE transaction so two
+//     atomic, and because accounts hold more (app passwords, SCRAM
+//     secrets, login history) than a passwd-style file can.
+//   - The SQLite database runs in WAL mode so readers (logins) never wait
+//     for a writer, with a busy timeout (Options.BusyTimeout) so that two
+//     writers in different processes queue for the lock instead of failing
+//     at once. The few transactions are IMMEDIATE, so each holds the write
+//     lock from its start; the schema migration is one of them, so two
 //     processes opening a fresh file cannot both migrate.
-//   - The file is created mode 0600 before SQLite opens it; SQLite gives the
-//     -wal and -shm files the database file's mode. An existing file's mode is
-//     left alone.
-//   - The schema is versioned by PRAGMA user_version. Migrations are
-//     append-only SQL steps; Open applies the missing ones and refuses a
-//     database written by a newer popbox (ErrSchemaTooNew).
+//   - The SQLite file is created mode 0600 before SQLite opens it; SQLite
+//     gives the -wal and -shm files the database file's mode. An existing
+//     file's mode is left alone.
+//   - PostgreSQL is reached through pgx's database/sql driver, so both
+//     backends run the same code and the same queries: dialect.go holds
+//     the few differences (parameter syntax, row locks) and says why.
+//     Its transactions are READ COMMITTED; those that read and then write
+//     (the app password limit, pruning the login history) lock the user's
+//     row first, so frontends take turns per user. Options.BusyTimeout
+//     becomes lock_timeout unless the DSN sets one. The DSN is parsed as
+//     store/postgres parses it, so one DSN (pool_max_conns included) can
+//     serve both.
+//   - Schema versions and migrations differ by backend. SQLite's schema is
+//     versioned by PRAGMA user_version; Open applies the missing steps
+//     (schema.go) itself and refuses a database written by a newer popbox
+//     (ErrSchemaTooNew). PostgreSQL's is versioned by the rows of
+//     userdb_migrations (postgres.go), and Open never changes it: the
+//     database is shared, so an upgrade is one deliberate step, Migrate
+//     (`popbox migrate`), which runs under an advisory lock so that
+//     frontends migrating at once are safe. Open refuses a schema that is
+//     missing, older or newer than the program's (ErrSchemaVersion), since
+//     a frontend must not write to a schema it was not built for. Both
+//     step lists are append-only, and a schema change adds a step to each.
 //   - User names are ASCII, case-insensitive and stored lower case; see
 //     ValidName and Canonical.
 //   - Passwords are hashed by package passhash (argon2id). Hashes imported
@@ -47,7 +69,7 @@
 //   - Login history (RecordLogin, LoginHistory) keeps the last
 //     MaxLoginHistory successful logins and as many failures per user, so
 //     the table stays small however long the server runs or however hard
-//     it is attacked.
+//     it is attacked; the bound holds with any number of frontends writing.
 //   - At most Options.MaxConcurrentHashes hash computations run at a time.
 //     Hashing is CPU-bound, so more would not raise the login rate, only
 //     memory use (19 MiB per argon2id computation at the defaults) and
@@ -85,7 +107,8 @@ var (
 	// may not be set (see ValidPassword).
 	ErrInvalidPassword = passhash.ErrInvalidPassword
 	// ErrSchemaTooNew: the database was written by a newer version of
-	// popbox, whose schema this one does not know.
+	// popbox, whose schema this one does not know. On PostgreSQL the error
+	// wraps ErrSchemaVersion too.
 	ErrSchemaTooNew = errors.New("userdb: database schema is newer than this program")
 )
 
@@ -115,7 +138,8 @@ type Options struct {
 	// password changes); zero means runtime.GOMAXPROCS(0).
 	MaxConcurrentHashes int
 	// BusyTimeout is how long a write waits for another connection or
-	// process holding the write lock; zero means 5 s.
+	// process holding the write lock (SQLite) or a row lock (PostgreSQL's
+	// lock_timeout, unless the DSN sets it); zero means 5 s.
 	BusyTimeout time.Duration
 	// Logger receives hash upgrades and unusable stored hashes; nil means
 	// slog.Default().
@@ -135,9 +159,10 @@ const defaultBusyTimeout = 5 * time.Second
 const sqliteBusy = 5
 
 // DB is an open user database. Its methods are safe for concurrent use, and
-// several DBs (in one or more processes) may use the same file.
+// several DBs (in one or more processes, or on several machines for
+// PostgreSQL) may use the same database.
 type DB struct {
-	sql     *sql.DB
+	sql     *sqlDB
 	params  passhash.Params
 	log     *slog.Logger
 	hashSem chan struct{}
@@ -151,8 +176,12 @@ type DB struct {
 	history historyQueue
 }
 
-// Open opens the database at path, creating the file (mode 0600) and the
-// schema if needed. The directory must exist.
+// Open opens the database at path. A path starting with postgres:// or
+// postgresql:// is a PostgreSQL URL (pgx's syntax, as store/postgres
+// takes it): Open connects and checks that Migrate has brought the schema
+// to this program's version, else fails with an error wrapping
+// ErrSchemaVersion. Any other path is an SQLite file, created (mode 0600)
+// with its schema if needed, in a directory that must exist.
 func Open(path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("userdb: empty database path")
@@ -177,6 +206,35 @@ func Open(path string, opts Options) (*DB, error) {
 		logger = slog.Default()
 	}
 
+	var (
+		s   *sqlDB
+		err error
+	)
+	if isPostgres(path) {
+		s, err = openPostgres(path, busy)
+	} else {
+		s, err = openSQLite(path, busy)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{
+		sql:        s,
+		params:     params,
+		log:        logger,
+		hashSem:    make(chan struct{}, maxHashes),
+		keepHashes: opts.KeepHashes,
+	}
+	db.dummyHash = sync.OnceValues(func() (string, error) {
+		// Any password will do: no user has this hash.
+		return passhash.Hash(rand.Text(), params)
+	})
+	return db, nil
+}
+
+// openSQLite opens the SQLite file at path, creating it (mode 0600) and
+// its schema if needed.
+func openSQLite(path string, busy time.Duration) (*sqlDB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("userdb: %w", err)
@@ -208,17 +266,6 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("userdb: opening %s: %w", abs, err)
 	}
-	db := &DB{
-		sql:        sqldb,
-		params:     params,
-		log:        logger,
-		hashSem:    make(chan struct{}, maxHashes),
-		keepHashes: opts.KeepHashes,
-	}
-	db.dummyHash = sync.OnceValues(func() (string, error) {
-		// Any password will do: no user has this hash.
-		return passhash.Hash(rand.Text(), params)
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), busy+10*time.Second)
 	defer cancel()
 	// Two processes opening a new file at once (the server starting while
@@ -238,7 +285,7 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return db, nil
+	return &sqlDB{db: sqldb, d: sqliteDialect()}, nil
 }
 
 // Close writes the queued login history and closes the database.
@@ -495,7 +542,7 @@ func (db *DB) Authenticate(ctx context.Context, name, password string) (canonica
 	)
 	err = db.sql.QueryRowContext(ctx,
 		`SELECT u.password_hash, u.scram_sha256, u.disabled, a.hash FROM users u
-		 LEFT JOIN app_passwords a ON a.user = u.name AND a.id = ?
+		 LEFT JOIN app_passwords a ON a."user" = u.name AND a.id = ?
 		 WHERE u.name = ?`, appID, name).Scan(&stored, &scram, &disabled, &appHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", db.failDummy(ctx, password)

@@ -70,6 +70,11 @@ func TestServeConfigErrors(t *testing.T) {
 			wantErr: "FILE:2: invalid TOML",
 		},
 		{
+			name:    "store URL that does not parse",
+			file:    "# popbox\nstore = \"postgres://popbox:Hush-7@db:port/popbox\"\n",
+			wantErr: "FILE:2: store: postgres://xxxxx@db:port/popbox is not a usable PostgreSQL URL: invalid port",
+		},
+		{
 			name:    "missing file",
 			wantErr: "FILE: no such file or directory",
 		},

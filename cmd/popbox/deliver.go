@@ -17,8 +17,8 @@ func newDeliver(g *globals) *cobra.Command {
 		Use:   "deliver USER < message",
 		Short: "Deliver one message from standard input to a local mailbox",
 		Long: `Deliver one message from standard input, for an MTA's mailbox_command or
-a script. It exits 0 only once the message is on disk (file and directory
-synced). Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
+a script. It exits 0 only once the message is durable: on disk (file and
+directory synced), or committed to PostgreSQL. Exit codes follow sysexits.h: 67 unknown user (the MTA bounces),
 75 temporary failure (the MTA retries later), 73 mailbox over quota when
 lmtp.quota_permanent is set (75 otherwise), 64 usage, 78 configuration.`,
 		Args: exactArgs(1),
@@ -27,11 +27,11 @@ lmtp.quota_permanent is set (75 otherwise), 64 usage, 78 configuration.`,
 			if err != nil {
 				return err
 			}
-			data := app.DataDir(cfg.DataDir)
 			// Without a user database every recipient would be unknown and
-			// bounce: a wrong --data or an unmounted volume must make the
-			// MTA retry instead, and must not create an empty database.
-			users, err := data.OpenExistingUsers()
+			// bounce: a wrong --data, an unmounted volume, an unreachable
+			// or not yet migrated PostgreSQL must make the MTA retry
+			// instead, and must not create an empty database.
+			users, err := app.OpenUsersConfig(cfg, userdb.Options{}, false)
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}
@@ -43,10 +43,11 @@ lmtp.quota_permanent is set (75 otherwise), 64 usage, 78 configuration.`,
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}
-			st, err := data.OpenMailStore(nil, users, cfg.Mail)
+			st, err := app.OpenMail(cmd.Context(), cfg, nil, users)
 			if err != nil {
 				return withCode(exitTempFail, err)
 			}
+			defer st.Close()
 			in := bufio.NewReaderSize(cmd.InOrStdin(), 64*1024)
 			_, err = st.Deliver(cmd.Context(), u.Name, in)
 			switch {

@@ -11,22 +11,17 @@ import (
 	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/migrate/dovecot"
 	"github.com/popbox/popbox/store"
-	"github.com/popbox/popbox/store/maildir"
 	"github.com/popbox/popbox/userdb"
 )
 
 // withMailStore opens the user database (which must exist) and the store
 // as configured, and checks that user exists; f gets the canonical name.
-func withMailStore(g *globals, cmd *cobra.Command, user string, f func(cfg config.Config, users *userdb.DB, st *maildir.Store, name string) error) error {
+func withMailStore(g *globals, cmd *cobra.Command, user string, f func(cfg config.Config, users *userdb.DB, st app.Mail, name string) error) error {
 	cfg, err := g.load(cmd)
 	if err != nil {
 		return err
 	}
-	data := app.DataDir(cfg.DataDir)
-	users, err := data.OpenExistingUsers()
-	if errors.Is(err, app.ErrNoUserDB) {
-		return withCode(exitConfig, fmt.Errorf("%s: %w", data.UsersPath(), err))
-	}
+	users, err := openUsers(cfg, userdb.Options{}, false)
 	if err != nil {
 		return err
 	}
@@ -38,10 +33,11 @@ func withMailStore(g *globals, cmd *cobra.Command, user string, f func(cfg confi
 	if err != nil {
 		return err
 	}
-	st, err := data.OpenMailStore(newLogger(cfg.Log, cmd.ErrOrStderr()), users, cfg.Mail)
+	st, err := openMail(cmd, cfg, newLogger(cfg.Log, cmd.ErrOrStderr()), users)
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	return f(cfg, users, st, u.Name)
 }
 
@@ -66,7 +62,7 @@ sees the messages from their next login.`,
 			if since < 0 {
 				return withCode(exitUsage, errors.New("--since must be positive"))
 			}
-			return withMailStore(g, cmd, args[0], func(_ config.Config, _ *userdb.DB, st *maildir.Store, name string) error {
+			return withMailStore(g, cmd, args[0], func(_ config.Config, _ *userdb.DB, st app.Mail, name string) error {
 				msgs, err := st.Restore(cmd.Context(), name, store.RestoreOptions{Since: since, UIDL: uidl})
 				if err != nil {
 					return err
@@ -122,7 +118,7 @@ cannot be imported: the command stops there and names the message.`,
 			}
 			// In Dovecot's POP3 order (ReadMaildir's): the store lists
 			// imported messages in the order they are imported.
-			return withMailStore(g, cmd, user, func(_ config.Config, _ *userdb.DB, st *maildir.Store, name string) error {
+			return withMailStore(g, cmd, user, func(_ config.Config, _ *userdb.DB, st app.Mail, name string) error {
 				out := cmd.OutOrStdout()
 				imported, already := 0, 0
 				for _, m := range msgs {
@@ -168,6 +164,6 @@ cannot be imported: the command stops there and names the message.`,
 	md.Flags().StringVar(&opts.UIDLDuplicates, "uidl-duplicates", "", "Dovecot's pop3_uidl_duplicates (allow or rename)")
 	md.Flags().StringVar(&opts.ControlDir, "control-dir", "", "where dovecot-uidlist is, if mail_location has CONTROL=")
 	md.Flags().BoolVar(&skip, "skip-unservable", false, "skip messages whose UIDL popbox cannot serve unchanged, instead of refusing")
-	cmd.AddCommand(md)
+	cmd.AddCommand(md, newImportDataDir(g))
 	return cmd
 }

@@ -1,12 +1,16 @@
 // Command popbox is the POP3 mail system: the server (serve), local delivery
-// (deliver) and account management (user). It only wires flags to the
-// packages that do the work.
+// (deliver), account management (user), the mail store's maintenance
+// (restore, purge, import, migrate) and the fetcher (fetch). It only wires
+// flags to the packages that do the work; which store (Maildir or
+// PostgreSQL) and which user database a command uses is internal/app's
+// choice, from the configuration.
 package main
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 
@@ -14,6 +18,7 @@ import (
 
 	"github.com/popbox/popbox/config"
 	"github.com/popbox/popbox/internal/app"
+	"github.com/popbox/popbox/userdb"
 )
 
 // Exit codes from sysexits.h, which MTAs interpret (a mailbox_command that
@@ -67,12 +72,28 @@ func (g *globals) load(cmd *cobra.Command) (config.Config, error) {
 	return cfg, nil
 }
 
-func (g *globals) data(cmd *cobra.Command) (app.DataDir, error) {
-	cfg, err := g.load(cmd)
-	if err != nil {
-		return "", err
+// openUsers opens the user database the configuration names (a SQLite
+// file in the data directory, or PostgreSQL). Only create (user add)
+// may create a SQLite file: the other commands on a missing one report the
+// (likely wrong) data directory instead of leaving an empty database
+// behind. A missing file, or a PostgreSQL schema that is not current, is a
+// configuration error (exitConfig) naming the way out.
+func openUsers(cfg config.Config, opts userdb.Options, create bool) (*userdb.DB, error) {
+	db, err := app.OpenUsersConfig(cfg, opts, create)
+	if errors.Is(err, app.ErrNoUserDB) || app.IsSchemaError(err) {
+		return nil, withCode(exitConfig, err)
 	}
-	return app.DataDir(cfg.DataDir), nil
+	return db, err
+}
+
+// openMail opens the configured mail store (see app.OpenMail); a
+// PostgreSQL schema that is not current is a configuration error.
+func openMail(cmd *cobra.Command, cfg config.Config, log *slog.Logger, users *userdb.DB) (app.Mail, error) {
+	st, err := app.OpenMail(cmd.Context(), cfg, log, users)
+	if app.IsSchemaError(err) {
+		return nil, withCode(exitConfig, err)
+	}
+	return st, err
 }
 
 func version() string {
@@ -93,7 +114,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (TOML; see popbox.example.toml)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "./popbox-data", "data directory (or $POPBOX_DATA)")
-	root.AddCommand(newServe(g), newUser(g), newDeliver(g), newFetch(g), newRestore(g), newPurge(g), newImport(g), &cobra.Command{
+	root.AddCommand(newServe(g), newMigrate(g), newUser(g), newDeliver(g), newFetch(g), newRestore(g), newPurge(g), newImport(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  exactArgs(0),

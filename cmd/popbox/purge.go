@@ -8,7 +8,6 @@ import (
 
 	"github.com/popbox/popbox/config"
 	"github.com/popbox/popbox/internal/app"
-	"github.com/popbox/popbox/store/maildir"
 	"github.com/popbox/popbox/userdb"
 )
 
@@ -35,16 +34,17 @@ disk space at once (restore can then no longer bring it back).`,
 				now = now.Add(time.Duration(cfg.Mail.KeepDeletedDays)*24*time.Hour + time.Minute)
 			}
 			if user != "" {
-				return withMailStore(g, cmd, user, func(_ config.Config, _ *userdb.DB, st *maildir.Store, name string) error {
+				return withMailStore(g, cmd, user, func(_ config.Config, _ *userdb.DB, st app.Mail, name string) error {
 					n, err := st.Purge(cmd.Context(), name, now)
 					fmt.Fprintf(cmd.OutOrStdout(), "%d deleted message(s) purged for %s\n", n, name)
 					return err
 				})
 			}
-			st, err := app.DataDir(cfg.DataDir).OpenMailStore(newLogger(cfg.Log, cmd.ErrOrStderr()), nil, cfg.Mail)
+			st, err := openMail(cmd, cfg, newLogger(cfg.Log, cmd.ErrOrStderr()), nil)
 			if err != nil {
 				return err
 			}
+			defer st.Close()
 			n, err := st.PurgeAll(cmd.Context(), now)
 			fmt.Fprintf(cmd.OutOrStdout(), "%d deleted message(s) purged\n", n)
 			return err

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/popbox/popbox/store"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 	"github.com/popbox/popbox/internal/privdrop"
 	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
+	"github.com/popbox/popbox/store"
 	"github.com/popbox/popbox/tlsconf"
 	"github.com/popbox/popbox/userdb"
 )
@@ -35,7 +35,10 @@ func newServe(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the POP3 server",
-		Long: `Run the POP3 server on the data directory.
+		Long: `Run the POP3 server on the data directory, with mail in Maildirs there
+or, with store = "postgres://...", in a PostgreSQL database that any number
+of serve processes share (run popbox migrate first: serve refuses a
+database whose schema is not current).
 
 With no configuration it listens on 127.0.0.1:1110 (POP3 with STLS) and
 127.0.0.1:1995 (POP3S), makes a self-signed certificate and, on an empty user
@@ -160,15 +163,24 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	if err := data.Create(); err != nil {
 		return dataDirError(err, cfg)
 	}
-	users, err := data.OpenUsersWith(userdb.Options{Logger: log, KeepHashes: !cfg.Users.UpgradeHashes})
+	// A PostgreSQL database whose schema is not this binary's is refused
+	// here, before anything listens, naming `popbox migrate`: serve never
+	// migrates a shared database itself, since an upgrade should be one
+	// deliberate step for all frontends, not whichever starts first.
+	users, err := openUsers(cfg, userdb.Options{Logger: log, KeepHashes: !cfg.Users.UpgradeHashes}, true)
 	if err != nil {
 		return dataDirError(err, cfg)
 	}
 	defer users.Close()
-	st, err := data.OpenMailStore(log, users, cfg.Mail)
+	st, err := app.OpenMail(ctx, cfg, log, users)
+	if app.IsSchemaError(err) {
+		return withCode(exitConfig, err)
+	}
 	if err != nil {
 		return dataDirError(err, cfg)
 	}
+	defer st.Close()
+	log.Info("storage", "mail", app.DescribeStore(cfg), "users", app.DescribeUsers(cfg))
 
 	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	if certFile == "" {
@@ -267,12 +279,18 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		lmtpListeners = append(lmtpListeners, l)
 	}
 
-	password, err := app.Bootstrap(ctx, users, st)
-	if err != nil {
-		return err
-	}
-	if password != "" {
-		printWelcome(stdout, password, certFile, ls)
+	// Not on a PostgreSQL user database: frontends starting together
+	// would race to create the demo user, and its password would be
+	// printed by whichever won. Such an installation is set up with
+	// `popbox user add`.
+	if !app.UsersOnPostgres(cfg) {
+		password, err := app.Bootstrap(ctx, users, st)
+		if err != nil {
+			return err
+		}
+		if password != "" {
+			printWelcome(stdout, password, certFile, ls)
+		}
 	}
 
 	// SIGHUP is caught before the "listening" lines announce that the server

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/userdb"
 )
 
@@ -75,14 +74,22 @@ from the first line of standard input otherwise (or with --password-stdin).`,
 	passwd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 	del := &cobra.Command{
 		Use:   "del NAME",
-		Short: "Delete an account (its mailbox is kept on disk)",
+		Short: "Delete an account (its mailbox is kept)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
 			return withUsers(g, cmd, false, func(db *userdb.DB) error {
 				if err := db.Delete(cmd.Context(), args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted; mail kept on disk\n", userdb.Canonical(args[0]))
+				where := "on disk"
+				if cfg.StoreDSN() != "" {
+					where = "in the database"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted; mail kept %s\n", userdb.Canonical(args[0]), where)
 				return nil
 			})
 		},
@@ -156,14 +163,15 @@ func newUserShow(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				data, err := g.data(cmd)
+				cfg, err := g.load(cmd)
 				if err != nil {
 					return err
 				}
-				st, err := data.OpenStore(nil)
+				st, err := openMail(cmd, cfg, nil, nil)
 				if err != nil {
 					return err
 				}
+				defer st.Close()
 				usage, err := st.Usage(ctx, u.Name)
 				if err != nil {
 					return err
@@ -300,22 +308,14 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// withUsers opens the user database for f. Only "user add" may create it:
-// the other commands on a missing database report the (likely wrong) data
-// directory instead of leaving an empty database behind.
+// withUsers opens the configured user database for f (see openUsers: only
+// "user add" may create a SQLite file).
 func withUsers(g *globals, cmd *cobra.Command, create bool, f func(*userdb.DB) error) error {
-	data, err := g.data(cmd)
+	cfg, err := g.load(cmd)
 	if err != nil {
 		return err
 	}
-	open := data.OpenExistingUsers
-	if create {
-		open = data.OpenUsers
-	}
-	db, err := open()
-	if errors.Is(err, app.ErrNoUserDB) {
-		return withCode(exitConfig, fmt.Errorf("%s: %w", data.UsersPath(), err))
-	}
+	db, err := openUsers(cfg, userdb.Options{}, create)
 	if err != nil {
 		return err
 	}

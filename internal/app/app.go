@@ -1,13 +1,36 @@
-// Package app assembles a popbox installation from its data directory: where
-// the user database, the mailboxes and the TLS files live, the Backend that
-// joins accounts to storage for the POP3 server, and the first-run setup.
-// cmd/popbox calls it; the protocol and storage packages know nothing of it.
+// Package app assembles a popbox installation from its configuration:
+// where the user database, the mailboxes and the TLS files live, the
+// Backend that joins accounts to storage for the POP3 server, and the
+// first-run setup. cmd/popbox calls it; the protocol and storage packages
+// know nothing of it.
+//
+// The choice of backend is made here and nowhere else: OpenUsersConfig and
+// OpenMail read the configuration's store and users.database and return a
+// *userdb.DB and a Mail (a store.Admin) that pop3server, lmtp, the
+// maintenance job and the commands use alike, whichever store is behind
+// them:
+//
+//   - store = "maildir" (the default): Maildirs under the data directory
+//     (store/maildir), users in DATA/users.db (userdb, SQLite). One server.
+//   - store = "postgres://...": mailboxes, bodies and session leases in
+//     that database (store/postgres), and the users in the same database
+//     (userdb on the same DSN) unless users.database names another. Any
+//     number of `popbox serve` frontends share it; each still has its own
+//     data directory for its TLS files, scram-secret and LMTP socket.
+//     Neither package creates its PostgreSQL schema on open (several
+//     frontends would race, and an upgrade should be one deliberate step):
+//     Migrate does, for `popbox migrate`, and the Open functions refuse a
+//     schema that is not current (IsSchemaError).
 //
 // Data directory layout:
 //
-//	DATA/users.db           user database (userdb, SQLite)
-//	DATA/mail/USER/Maildir  one Maildir per user (store/maildir)
+//	DATA/users.db           user database (userdb, SQLite), unless elsewhere
+//	DATA/mail/USER/Maildir  one Maildir per user (store/maildir), with Maildirs
 //	DATA/tls/cert.pem, key.pem  the self-signed certificate made on first run
+//	DATA/scram-secret       the salt secret of unknown users' fake SCRAM credentials
+//
+// ImportMailboxes and CopyUsers move a Maildir data directory into the
+// configured store (`popbox import datadir`).
 package app
 
 import (
