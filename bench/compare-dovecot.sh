@@ -10,7 +10,7 @@
 #
 #   1  one session RETRs 2,000 x 50 KB, lock-step and 16 pipelined: MB/s,
 #      server CPU per message; and a bare loopback TCP copy of the same
-#      files (sendfile, and read+write) as the ceiling
+#      files (sendfile; read+write; read+write one file per request) as the ceiling
 #   2  200 workers loop full sessions on their own mailboxes (20 x ~8 KB):
 #      login, STAT, UIDL, RETR all, QUIT: sessions/s, p99, CPU per session
 #   3  10,000 idle logged-in sessions: PSS of the server process tree per
@@ -258,7 +258,7 @@ if has 1; then
         pl "$s" s1-lockstep "$r.$k" throughput -user bulk -pipeline 1
         pl "$s" s1-pipe16 "$r.$k" throughput -user bulk -pipeline 16
       done
-      for m in sendfile copy; do
+      for m in sendfile copy lockstep; do
         "$PL" rawcopy -dir "$REF/mail/bulk/Maildir" -mode "$m" -tags "scn=s1-raw srv=raw-$m run=$r.$k" | tee -a "$RES"
       done
     done
@@ -280,11 +280,11 @@ fi
 # ---------------------------------------------------------------- 3
 if has 3; then
   say "scenario 3: $IDLE_N idle sessions"
-  # popbox holds two descriptors per logged-in session (the connection and
-  # the maildrop's lock file); one process needs 2 x IDLE_N + about 80.
+  # popbox holds one descriptor per logged-in session (the connection; the
+  # session locks share one file); one process needs IDLE_N + about 80.
   nofile=$(awk '/Max open files/{print $4}' "/proc/$PB_PID/limits")
-  if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((2 * IDLE_N + 100)) ]; then
-    say "  note: popbox's RLIMIT_NOFILE is $nofile (not raisable here): it will refuse sessions past about $(( (nofile - 80) / 2 ))"
+  if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((IDLE_N + 100)) ]; then
+    say "  note: popbox's RLIMIT_NOFILE is $nofile (not raisable here): it will refuse sessions past about $((nofile - 80))"
   fi
   for r in $(seq "$RUNS"); do
     # Fresh servers, so that the memory before is a server's own, not what

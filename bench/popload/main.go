@@ -90,7 +90,7 @@ func (o *opts) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.rcpts, "rcpts", 1, "lmtp: recipients per message")
 	fs.IntVar(&o.size, "size", 4000, "lmtp: message size in octets")
 	fs.StringVar(&o.domain, "domain", "example.org", "lmtp: recipient domain")
-	fs.StringVar(&o.rawMode, "mode", "sendfile", "rawcopy: sendfile (kernel copy) | copy (read+write through a 64 KiB buffer)")
+	fs.StringVar(&o.rawMode, "mode", "sendfile", "rawcopy: sendfile (kernel copy) | copy (read+write through a 64 KiB buffer) | lockstep (copy, one request per file)")
 	fs.StringVar(&o.dir, "dir", "", "rawcopy: the Maildir whose new/ and cur/ files are sent")
 }
 

@@ -38,6 +38,8 @@ func maildirFiles(dir string) ([]string, error) {
 // sent over one loopback TCP connection by a separate process (popload
 // raw-serve) with nothing else to do, received in 256 KiB reads with no
 // parsing at all (the POP3 client parses lines, so this ceiling is strict).
+// Mode lockstep is the ceiling of a lock-step loop: the client asks for
+// each file with a line and reads it whole before asking for the next.
 func modeRawCopy(o *opts) error {
 	if o.dir == "" {
 		return errors.New("-dir required")
@@ -70,13 +72,33 @@ func modeRawCopy(o *opts) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(o.timeout))
-	t0 := time.Now()
-	if _, err := c.Write([]byte("go\n")); err != nil {
-		return err
-	}
 	buf := make([]byte, 256<<10)
 	var total int64
-	for {
+	t0 := time.Now()
+	if o.rawMode == "lockstep" {
+		// One request per file, each answered before the next is sent:
+		// the round trips of a lock-step RETR loop with nothing else.
+		for _, name := range files {
+			st, err := os.Stat(name)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Write([]byte("next\n")); err != nil {
+				return err
+			}
+			for left := st.Size(); left > 0; {
+				k, err := c.Read(buf[:min(int64(len(buf)), left)])
+				total += int64(k)
+				left -= int64(k)
+				if err != nil {
+					return err
+				}
+			}
+		}
+	} else if _, err := c.Write([]byte("go\n")); err != nil {
+		return err
+	}
+	for o.rawMode != "lockstep" {
 		k, err := c.Read(buf)
 		total += int64(k)
 		if err == io.EOF {
@@ -102,7 +124,7 @@ func modeRawCopy(o *opts) error {
 func cmdRawServe(args []string) error {
 	fs := flag.NewFlagSet("raw-serve", flag.ExitOnError)
 	dir := fs.String("dir", "", "Maildir")
-	mode := fs.String("mode", "sendfile", "sendfile | copy")
+	mode := fs.String("mode", "sendfile", "sendfile | copy | lockstep (one request line per file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,17 +143,25 @@ func cmdRawServe(args []string) error {
 	}
 	ln.Close()
 	defer c.Close()
-	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
-		return err
+	br := bufio.NewReader(c)
+	if *mode != "lockstep" {
+		if _, err := br.ReadString('\n'); err != nil {
+			return err
+		}
 	}
 	tc := c.(*net.TCPConn)
 	buf := make([]byte, 64<<10)
 	for _, name := range files {
+		if *mode == "lockstep" {
+			if _, err := br.ReadString('\n'); err != nil {
+				return err
+			}
+		}
 		f, err := os.Open(name)
 		if err != nil {
 			return err
 		}
-		if *mode == "copy" {
+		if *mode == "copy" || *mode == "lockstep" {
 			// Hide ReadFrom/WriteTo so that io.CopyBuffer uses buf.
 			_, err = io.CopyBuffer(struct{ io.Writer }{tc}, struct{ io.Reader }{f}, buf)
 		} else {
