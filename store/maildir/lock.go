@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -92,4 +93,92 @@ func flock(f *os.File, how int) error {
 		return err
 	}
 	return ferr
+}
+
+// indexLock is a held index lock: the flock, and the in-process turn that
+// was waited for before it.
+type indexLock struct {
+	f    *os.File
+	turn *turn
+	q    *turns
+}
+
+// unlock releases the flock, then the turn; safe on nil.
+func (l *indexLock) unlock() error {
+	if l == nil {
+		return nil
+	}
+	err := unlock(l.f)
+	l.q.release(l.turn)
+	return err
+}
+
+// lockIndex takes mb's index lock. Waiters in this process queue on an
+// in-process turn first, handed from one to the next the moment it is
+// released, and only the one whose turn it is polls the flock, which then
+// contends with other processes alone. Without the queue every waiter
+// polled with a growing sleep, and under a burst of deliveries into one
+// mailbox a loser kept sleeping (1+2+4+...+50 ms) while others took the
+// lock: LMTP's 99th percentile into one mailbox was 117–166 ms.
+func (s *Store) lockIndex(ctx context.Context, mb mailbox) (*indexLock, error) {
+	t, err := s.indexTurns.acquire(ctx, mb.dir)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: waiting for index lock: %w", err)
+	}
+	f, err := waitLock(ctx, mb.path(indexLockName))
+	if err != nil {
+		s.indexTurns.release(t)
+		return nil, err
+	}
+	return &indexLock{f: f, turn: t, q: &s.indexTurns}, nil
+}
+
+// turns is a set of in-process FIFO-ish mutexes keyed by mailbox, which
+// respect a context while waiting (a sync.Mutex cannot).
+type turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	key  string
+	ch   chan struct{} // holds a token while someone has the turn
+	refs int           // holders and waiters; the entry goes at zero
+}
+
+func (q *turns) acquire(ctx context.Context, key string) (*turn, error) {
+	q.mu.Lock()
+	if q.m == nil {
+		q.m = make(map[string]*turn)
+	}
+	t := q.m[key]
+	if t == nil {
+		t = &turn{key: key, ch: make(chan struct{}, 1)}
+		q.m[key] = t
+	}
+	t.refs++
+	q.mu.Unlock()
+	select {
+	case t.ch <- struct{}{}:
+		return t, nil
+	case <-ctx.Done():
+		q.drop(t)
+		return nil, ctx.Err()
+	}
+}
+
+func (q *turns) release(t *turn) {
+	if t == nil {
+		return
+	}
+	<-t.ch
+	q.drop(t)
+}
+
+func (q *turns) drop(t *turn) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.refs--; t.refs == 0 {
+		delete(q.m, t.key)
+	}
 }

@@ -107,6 +107,8 @@ type Store struct {
 	snaps snapCache
 	// sessions holds the POP3 session locks (sessionlock.go).
 	sessions sessionLocks
+	// indexTurns queues this process's waiters for each index lock.
+	indexTurns turns
 }
 
 // step runs the test hook before a step named by step.
@@ -405,11 +407,11 @@ func (s *Store) writeTmp(ctx context.Context, path string, r io.Reader, room int
 // durable before the name that uses it, so a crash never lets a later
 // delivery reuse a uid a file already carries.
 func (s *Store) commitNew(ctx context.Context, mb mailbox, tmpPath, base string, size int64, in incoming) (store.MessageInfo, error) {
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return store.MessageInfo{}, err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 
 	lit := in.lit
 	if lit != "" {

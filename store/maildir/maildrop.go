@@ -62,11 +62,11 @@ func (s *Store) Open(ctx context.Context, user string) (store.Maildrop, error) {
 // snapshot cache if the mailbox is unchanged since it was cached, else by
 // reconciling. The slices may be shared with other sessions: read only.
 func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, []store.MessageInfo, error) {
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 	readStart := time.Now()
 	before, stErr := readState(mb)
 	if stErr == nil {
@@ -383,11 +383,11 @@ func (m *maildrop) Close() error {
 // header with the current counter, so that deleting the newest message
 // cannot lower the uid recovery would compute.
 func (s *Store) dropFromIndex(ctx context.Context, mb mailbox, keys map[string]bool) error {
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 	idx, _, err := s.readIndex(mb)
 	if err != nil {
 		return err

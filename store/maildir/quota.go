@@ -32,11 +32,11 @@ func (s *Store) Usage(ctx context.Context, user string) (store.Usage, error) {
 	if err != nil || !ok {
 		return store.Usage{}, err
 	}
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return store.Usage{}, err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 	ctr, ok, err := s.readCounter(mb)
 	if err != nil {
 		return store.Usage{}, err

@@ -147,11 +147,11 @@ func (s *Store) Purge(ctx context.Context, user string, now time.Time) (int, err
 	if err != nil || !ok || !isDir(mb.path(trashName)) {
 		return 0, err
 	}
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 	ents, junk, err := s.listTrash(mb)
 	if err != nil {
 		return 0, err
@@ -249,11 +249,11 @@ func (s *Store) Restore(ctx context.Context, user string, opts store.RestoreOpti
 	if err != nil || !ok || !isDir(mb.path(trashName)) {
 		return nil, err
 	}
-	lk, err := waitLock(ctx, mb.path(indexLockName))
+	lk, err := s.lockIndex(ctx, mb)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock(lk)
+	defer lk.unlock()
 	ents, _, err := s.listTrash(mb)
 	if err != nil {
 		return nil, err
