@@ -71,6 +71,7 @@ import (
 // has survived two restarts, so that the mailboxes stay small.
 // POPBOX_CRASH_ROUNDS sets the number of rounds (for longer runs by hand).
 func TestCrashRecovery(t *testing.T) {
+	skipOnSuiteStore(t, "it checks the Maildir files a killed server left")
 	bin, err := popboxBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -509,7 +509,7 @@ func testDovecotImportChain(t *testing.T, config string, importFlags []string) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	admin := &server{bin: bin, data: data}
+	admin := newCLI(t, bin, data)
 	out, code := admin.run(t, nil, "user", "import", "passwd-file", "--data", data, d.passwdFile())
 	t.Logf("popbox user import passwd-file: exit %d: %s", code, strings.TrimSpace(out))
 	if code != 0 {

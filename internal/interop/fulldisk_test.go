@@ -454,6 +454,7 @@ func checkPOP3(t *testing.T, srv *server, want []*fillAttempt) (*popConn, map[in
 }
 
 func TestFullDisk(t *testing.T) {
+	skipOnSuiteStore(t, "it fills the file system holding the Maildir")
 	t.Run("no-retention", testFullDiskNoRetention)
 	t.Run("retention", testFullDiskRetention)
 	t.Run("torn-index", testFullDiskTornIndex)

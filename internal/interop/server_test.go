@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ const (
 // popboxBinary builds cmd/popbox the first time it is called and returns the
 // path of the binary; TestMain calls it first and removes it at the end.
 var popboxBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv(suiteBinEnv); bin != "" {
+		return bin, nil // the PostgreSQL run reuses the first run's
+	}
 	// go test puts its own GOROOT/bin first in PATH, so this is the go
 	// command that is running the tests.
 	goTool, err := exec.LookPath("go")
@@ -55,8 +59,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "interop:", err)
 		os.Exit(1)
 	}
+	stopPG, err := startSuitePG()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
-	os.RemoveAll(filepath.Dir(bin))
+	stopPG()
+	if os.Getenv(suiteBinEnv) == "" {
+		os.RemoveAll(filepath.Dir(bin))
+	}
 	os.Exit(code)
 }
 
@@ -68,6 +80,9 @@ type server struct {
 	tls    string // host:port of the POP3S listener
 	cafile string // the self-signed certificate the server created
 	log    *serverLog
+	// config is the configuration file passed to serve and to every
+	// command, in the PostgreSQL run (suite_store_test.go); else "".
+	config string
 }
 
 // startServer starts popbox on loopback ports chosen by the kernel, so tests
@@ -107,6 +122,9 @@ func startServerArgs(t *testing.T, data string, args ...string) *server {
 	}
 	s := &server{bin: bin, data: data, log: newServerLog()}
 	s.cafile = filepath.Join(s.data, "tls", "cert.pem")
+	if suitePG != nil {
+		args = suiteStoreConfig(t, s, args)
+	}
 	// --allow-root: CI runs the tests as root.
 	cmd := exec.Command(bin, append([]string{"serve", "--allow-root", "--data", s.data,
 		"--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"}, args...)...)
@@ -138,6 +156,10 @@ func startServerArgs(t *testing.T, data string, args ...string) *server {
 			t.Fatalf("popbox serve did not log both `msg=listening proto=pop3 addr=...` and "+
 				"`proto=pop3s` within %v; its log:\n%s", startTimeout, s.log)
 		}
+	}
+	if l := s.log.String(); s.config != "" && !strings.Contains(l, "mail=postgres://") && !strings.Contains(l, `mail="postgres://`) {
+		// The PostgreSQL run must not quietly test the Maildir store.
+		t.Fatalf("popbox serve with %s does not log a PostgreSQL store; its log:\n%s", s.config, s.log)
 	}
 	if _, err := os.Stat(s.cafile); err != nil {
 		t.Fatalf("no self-signed certificate after start-up: %v; server log:\n%s", err, s.log)
@@ -177,6 +199,9 @@ func (s *server) run(t testing.TB, stdin []byte, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), cmdTimeout)
 	defer cancel()
+	if s.config != "" && !slices.Contains(args, "-c") {
+		args = append(args[:len(args):len(args)], "-c", s.config)
+	}
 	cmd := exec.CommandContext(ctx, s.bin, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()

@@ -29,6 +29,7 @@ import (
 // about popbox's TLS, which is what this test checks (protocols, ciphers,
 // renegotiation, known attacks).
 func TestTestSSL(t *testing.T) {
+	skipOnSuiteStore(t, "it checks TLS only, which does not depend on the store")
 	testssl, err := exec.LookPath("testssl")
 	if err != nil {
 		testssl, err = exec.LookPath("testssl.sh")
