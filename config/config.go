@@ -97,6 +97,7 @@ type Config struct {
 	Postgres Postgres `toml:"postgres"`
 	Log      Log      `toml:"log"`
 	Process  Process  `toml:"process"`
+	Metrics  Metrics  `toml:"metrics"`
 }
 
 // StoreMaildir is the value of Config.Store for Maildirs under DataDir,
@@ -174,6 +175,13 @@ type POP3 struct {
 	// LoginDelay is RFC 2449's LOGIN-DELAY: the least time between two
 	// logins of a user; 0 for none.
 	LoginDelay Duration `toml:"login_delay"`
+	// ProxyProtocolTrusted are the load balancers (CIDR networks or single
+	// addresses) whose connections must start with a PROXY protocol
+	// header giving the client's address; empty turns the protocol off.
+	// See ProxyTrusted.
+	ProxyProtocolTrusted []string `toml:"proxy_protocol_trusted"`
+	// ProxyHeaderTimeout bounds the wait for a trusted peer's header.
+	ProxyHeaderTimeout Duration `toml:"proxy_header_timeout"`
 }
 
 // TLS names the certificate. With both fields empty a self-signed
@@ -253,6 +261,14 @@ type OAuth struct {
 	ClientSecretFile string `toml:"client_secret_file"`
 }
 
+// Metrics configures the HTTP listener for Prometheus metrics, /healthz and
+// /readyz (package metrics).
+type Metrics struct {
+	// Listen is its host:port; "" (the default) disables it. It has no
+	// authentication: bind it to loopback or a private network.
+	Listen string `toml:"listen"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -312,6 +328,7 @@ func Default() Config {
 			MaxConnections:          1000,
 			MaxConnectionsPerIP:     50,
 			MaxUnauthenticatedPerIP: 10,
+			ProxyHeaderTimeout:      Duration{5 * time.Second}, // proxyproto.DefaultHeaderTimeout
 		},
 		TLS:   TLS{ClientCertUser: "cn"},
 		Mail:  Mail{KeepDeletedDays: 7, MaintenanceInterval: Duration{time.Hour}},

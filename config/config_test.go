@@ -59,6 +59,8 @@ func TestParse(t *testing.T) {
 				`max_connections = 5`,
 				`max_connections_per_ip = 4`,
 				`max_unauthenticated_per_ip = 2`,
+				`proxy_protocol_trusted = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]`,
+				`proxy_header_timeout = "2s"`,
 			),
 			func(c *Config) {
 				c.POP3 = POP3{
@@ -68,6 +70,8 @@ func TestParse(t *testing.T) {
 					AuthFailureDelayMax: Duration{5 * time.Second}, AuthTimeout: Duration{20 * time.Second},
 					MaxPreAuthBytes: 4096, ShutdownGrace: Duration{90 * time.Second}, MaxConnections: 5,
 					MaxConnectionsPerIP: 4, MaxUnauthenticatedPerIP: 2,
+					ProxyProtocolTrusted: []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"},
+					ProxyHeaderTimeout:   Duration{2 * time.Second},
 				}
 			},
 		},
@@ -491,6 +495,7 @@ func TestValidate(t *testing.T) {
 			"pop3.max_connections_per_ip: must be at least 1, not 0",
 			"pop3.max_unauthenticated_per_ip: must be at least 1, not 0",
 			`tls.client_cert_user: must be cn or email, not ""`,
+			"pop3.proxy_header_timeout: must be positive and at most 1m0s, not 0s",
 			"mail.maintenance_interval: must be at least 1m, not 0s",
 			`lmtp.socket_mode: "" is not an octal mode with owner write permission, such as "0660"`,
 			"lmtp.max_message_size: must be at least 1024, not 0",

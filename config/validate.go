@@ -171,6 +171,7 @@ func (c Config) check() []*Error {
 	if d := p.LoginDelay.Duration; d < 0 {
 		bad("pop3.login_delay", "must not be negative, not %s", d)
 	}
+	errs = append(errs, p.checkProxy()...)
 
 	m := c.Mail
 	for _, f := range []struct {
@@ -225,6 +226,10 @@ func (c Config) check() []*Error {
 		if o.ClientID == "" || o.ClientSecretFile == "" {
 			bad("oauth.client_id", "oauth.introspection_url needs oauth.client_id and oauth.client_secret_file (RFC 7662 §2.1: the endpoint authenticates its callers)")
 		}
+	}
+
+	if msg := checkListen(c.Metrics.Listen); msg != "" {
+		bad("metrics.listen", "%s", msg)
 	}
 
 	switch c.Log.Level {

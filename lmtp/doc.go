@@ -63,4 +63,8 @@
 // user, rcpt, from, size, uidl, result) and per refusal ("recipient
 // refused", "sender refused", "message refused"), each with the session
 // number.
+//
+// Metrics: Server.Events (events.go), when set, is told of each accepted
+// and refused connection and of each recipient's final reply after DATA,
+// classified as delivered, temporary, permanent or over quota.
 package lmtp

@@ -91,6 +91,9 @@ type Server struct {
 	// Logger receives one line per delivery and per refusal; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Events, if not nil, is told of connections and deliveries, for
+	// metrics (events.go).
+	Events Events
 
 	initOnce sync.Once
 	initErr  error
@@ -291,6 +294,9 @@ func (s *Server) track(nc net.Conn) *conn {
 	id := s.ids.Add(1)
 	if len(s.conns) >= s.lim.maxConns {
 		s.log.Warn("connection refused", "session", id, "remote", remoteString(nc), "reason", "too many connections")
+		if s.Events != nil {
+			s.Events.ConnRefused(RefusedMaxConnections)
+		}
 		s.wg.Add(1)
 		// In a goroutine of its own, so that a client that does not read
 		// cannot stall the accept loop.
@@ -305,6 +311,9 @@ func (s *Server) track(nc net.Conn) *conn {
 	c := &conn{Conn: nc, srv: s, id: id}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	if s.Events != nil {
+		s.Events.ConnAccepted()
+	}
 	return c
 }
 

@@ -162,6 +162,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		ss.log.Log(context.Background(), level, "message refused",
 			"from", from, "rcpts", len(rcpts), "received", received,
 			"result", replyString(rep), "err", err)
+		for range rcpts {
+			ss.srv.delivered(failureResult(rep.Code))
+		}
 		return rep
 	}
 
@@ -203,6 +206,7 @@ func (ss *session) deliver(from string, rc recipient, sp *spool, received int64)
 		rep = reply(250, 2, 0, 0, "Saved, UIDL "+info.UIDL)
 		ss.log.Info("delivered", append(attrs, "size", info.Size, "uidl", info.UIDL,
 			"result", replyString(rep), "took", time.Since(start).Round(time.Millisecond))...)
+		srv.delivered(Delivered)
 		return rep
 	case errors.Is(err, store.ErrQuota) && srv.QuotaPermanent:
 		rep = reply(552, 5, 2, 2, "Mailbox full")
@@ -221,6 +225,9 @@ func (ss *session) deliver(from string, rc recipient, sp *spool, received int64)
 	level := slog.LevelWarn
 	if errors.Is(err, store.ErrQuota) {
 		level = slog.LevelInfo
+		srv.delivered(DeliveryOverQuota)
+	} else {
+		srv.delivered(failureResult(rep.Code))
 	}
 	ss.log.Log(context.Background(), level, "delivery failed",
 		append(attrs, "result", replyString(rep), "err", err)...)

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -247,10 +246,7 @@ func (s *session) plaintextAllowed() bool {
 	case PlaintextNever:
 		return false
 	}
-	if ta, ok := s.currentConn().RemoteAddr().(*net.TCPAddr); ok {
-		return ta.IP.IsLoopback()
-	}
-	return false
+	return s.loopback
 }
 
 func (s *session) stlsAvailable() bool {
@@ -418,7 +414,7 @@ func cmdAuth(s *session, cmd pop3.Command, _ []byte) error {
 		s.w.WriteString("+ ")
 		s.w.WriteString(base64.StdEncoding.EncodeToString(challenge))
 		s.w.WriteString("\r\n")
-		line, err := s.readLine(s.srv.limits.MaxAuthLine)
+		line, err := s.readLine(s.lim.MaxAuthLine)
 		if errors.Is(err, pop3.ErrLineTooLong) {
 			return s.replyBad("authentication line too long")
 		}
@@ -499,6 +495,9 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical, mech string
 	drop, err := s.srv.Backend.Open(ctx, canonical)
 	if errors.Is(err, store.ErrInUse) {
 		s.log.Info("maildrop in use", "user", canonical)
+		if ev := s.srv.Events; ev != nil {
+			ev.InUse()
+		}
 		return s.reply(false, pop3.CodeInUse, "mailbox locked by another session")
 	}
 	if err != nil {
@@ -512,6 +511,9 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical, mech string
 	s.state = stateTransaction
 	s.srv.authenticated(s)
 	s.record(canonical, mech, true)
+	if ev := s.srv.Events; ev != nil {
+		ev.Login(mech, true)
+	}
 	tlsName := "none"
 	if s.tls != nil {
 		tlsName = tls.VersionName(s.tls.Version)
@@ -533,8 +535,12 @@ func (s *session) openMaildrop(ctx context.Context, user, canonical, mech string
 // is a stable interface.
 func (s *session) authFailed(user, mech string) error {
 	s.record(user, mech, false)
+	if ev := s.srv.Events; ev != nil {
+		ev.Login(mech, false)
+	}
 	n := s.srv.penalties.fail(s.ip, user, time.Now())
-	d := penaltyDelay(s.srv.AuthFailureDelay, s.srv.AuthFailureDelayMax, n)
+	cur := s.srv.current()
+	d := penaltyDelay(cur.authFailureDelay, cur.authFailureDelayMax, n)
 	s.log.Info("login failed", "remote_ip", s.ip.String(), "user", user, "mechanism", mech,
 		"failures", n, "delay", d)
 	if d > 0 {
@@ -571,7 +577,7 @@ func cmdSTLS(s *session, cmd pop3.Command, _ []byte) error {
 	if n := s.r.Buffered(); n > 0 {
 		s.log.Warn("discarding plaintext sent before TLS handshake", "bytes", n)
 	}
-	if err := s.handshake(min(s.srv.limits.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
+	if err := s.handshake(min(s.lim.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
 		s.log.Debug("STLS handshake failed", "err", err)
 		return err
 	}

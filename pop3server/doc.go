@@ -29,6 +29,12 @@
 //     if it came over TLS (the CVE-2011-0411 class of bugs).
 //   - Unknown users and wrong passwords take the same path: the same reply,
 //     after the same delay, counted and logged the same way.
+//   - Server.Events (events.go), when set, is told of connections, logins,
+//     commands and messages for metrics, through an interface so that
+//     this package does not depend on a metrics library. Every name it is
+//     given comes from this package's own tables (CommandNames,
+//     LoginMechanisms), never from what a client typed, and a nil Events
+//     costs one comparison per command.
 //
 // Defence against password guessing and abuse (penalty.go):
 //

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/popbox/popbox/pop3"
+	"github.com/popbox/popbox/proxyproto"
 	"github.com/popbox/popbox/store"
 )
 
@@ -136,7 +137,8 @@ func (l Limits) withDefaults() Limits {
 }
 
 // Server is a POP3 server. Set the fields before calling Serve; do not change
-// them afterwards.
+// them afterwards (SetLimits, SetAuthFailureDelay and SetLoginDelay change
+// those that may change while it runs).
 type Server struct {
 	Backend Backend
 	// TLSConfig enables STLS on Serve and is required by ServeTLS. Use
@@ -180,8 +182,12 @@ type Server struct {
 	// octets to keep their salts the same across restarts; nil means a
 	// random one per Server.
 	SCRAMSecret []byte
+	// Events, if not nil, is told of connections, logins and commands,
+	// for metrics (events.go).
+	Events Events
 
-	limits     Limits
+	live       atomic.Pointer[settings] // live.go: what SetLimits and friends change
+	liveMu     sync.Mutex               // orders updates of live
 	initOnce   sync.Once
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -194,6 +200,9 @@ type Server struct {
 	tlsBase    *tls.Config             // TLSConfig with per-connection hooks (tlsconn.go)
 	bigBuffers sync.Pool               // of *bigBuffer, lent to sessions for large replies
 	perIP      map[netip.Addr]*ipConns // under mu
+	// handshaking holds the connections whose PROXY header is being read
+	// (proxy.go), under mu, so that shutdown can end the wait.
+	handshaking map[*proxyproto.Conn]struct{}
 }
 
 // LoginHistory is a Backend that knows when a user last logged in, which
@@ -210,7 +219,7 @@ func (s *Server) loginDelay() time.Duration {
 	if _, ok := s.Backend.(LoginHistory); !ok {
 		return 0
 	}
-	return max(s.LoginDelay, 0)
+	return max(s.current().loginDelay, 0)
 }
 
 // ipConns counts one remote address's sessions for the per-address caps.
@@ -220,16 +229,16 @@ type ipConns struct {
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
-		s.limits = s.Limits.withDefaults()
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		}
-		if s.AuthFailureDelay == 0 {
-			s.AuthFailureDelay = 2 * time.Second
-		}
-		if s.AuthFailureDelayMax == 0 {
-			s.AuthFailureDelayMax = 15 * time.Second
-		}
+		s.AuthFailureDelay, s.AuthFailureDelayMax = authDelayDefaults(s.AuthFailureDelay, s.AuthFailureDelayMax)
+		s.live.Store(&settings{
+			limits:              s.Limits.withDefaults(),
+			authFailureDelay:    s.AuthFailureDelay,
+			authFailureDelayMax: s.AuthFailureDelayMax,
+			loginDelay:          s.LoginDelay,
+		})
 		if s.LoginDelay > 0 && s.loginDelay() == 0 {
 			s.Logger.Warn("login delay not enforced: the backend keeps no login history")
 		}
@@ -251,6 +260,7 @@ func (s *Server) init() {
 		}
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*session]struct{})
+		s.handshaking = make(map[*proxyproto.Conn]struct{})
 		s.done = make(chan struct{})
 	})
 }
@@ -293,34 +303,53 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 			return fmt.Errorf("pop3server: accept: %w", err)
 		}
 		backoff = 0
-		if s.nconns.Add(1) > int64(s.limits.MaxConnections) {
+		// Counted before a PROXY header is read, so that connections
+		// waiting for theirs are bounded by MaxConnections too.
+		if s.nconns.Add(1) > int64(s.limits().MaxConnections) {
 			s.nconns.Add(-1)
+			s.connRefused(implicitTLS, RefusedMaxConnections)
 			if !s.refuse(c, "too many connections, try again later") {
 				return ErrServerClosed
 			}
 			continue
 		}
-		sess := newSession(s, c, implicitTLS)
-		switch s.trackConn(sess, true) {
-		case trackClosing:
-			s.nconns.Add(-1)
-			c.Close()
-			return ErrServerClosed
-		case trackOverIPLimit:
-			s.nconns.Add(-1)
-			sess.log.Info("connection refused", "reason", "per-address limit", "remote_ip", sess.ip.String())
-			if !s.refuse(c, "too many connections from your address") {
-				return ErrServerClosed
-			}
-			continue
+		var admitted bool
+		if pc, ok := c.(*proxyproto.Conn); ok {
+			// The per-address limits need the client's address, which a
+			// trusted proxy sends first: it is read off the accept loop.
+			admitted = s.admitProxied(pc, implicitTLS)
+		} else {
+			admitted = s.admit(c, implicitTLS)
 		}
-		go func() {
-			defer s.wg.Done()
-			defer s.nconns.Add(-1)
-			defer s.trackConn(sess, false)
-			sess.serve()
-		}()
+		if !admitted {
+			return ErrServerClosed
+		}
 	}
+}
+
+// admit starts a session on c, already counted in nconns, or refuses c
+// when its address is over a per-address limit. It returns false, having
+// closed c and released its count, when the server is shutting down.
+func (s *Server) admit(c net.Conn, implicitTLS bool) bool {
+	sess := newSession(s, c, implicitTLS)
+	switch s.trackConn(sess, true) {
+	case trackClosing:
+		s.nconns.Add(-1)
+		c.Close()
+		return false
+	case trackOverIPLimit:
+		s.nconns.Add(-1)
+		sess.log.Info("connection refused", "reason", "per-address limit", "remote_ip", sess.ip.String())
+		s.connRefused(implicitTLS, RefusedPerAddress)
+		return s.refuse(c, "too many connections from your address")
+	}
+	go func() {
+		defer s.wg.Done()
+		defer s.nconns.Add(-1)
+		defer s.trackConn(sess, false)
+		sess.serve()
+	}()
+	return true
 }
 
 // isTemporary reports accept(2) errors worth retrying, such as EMFILE under
@@ -403,7 +432,7 @@ func (s *Server) trackConn(c *session, add bool) trackResult {
 		n = &ipConns{}
 		s.perIP[c.ip] = n
 	}
-	if n.total >= s.limits.MaxConnectionsPerIP || n.unauth >= s.limits.MaxUnauthenticatedPerIP {
+	if lim := s.limits(); n.total >= lim.MaxConnectionsPerIP || n.unauth >= lim.MaxUnauthenticatedPerIP {
 		if n.total == 0 {
 			delete(s.perIP, c.ip)
 		}
@@ -469,9 +498,13 @@ func (s *Server) beginShutdown() {
 }
 
 // closeConns interrupts sessions: all of them, or only those not logged in.
+// Connections still waiting for a PROXY header are not logged in either.
 func (s *Server) closeConns(all bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for pc := range s.handshaking {
+		pc.Close()
+	}
 	for c := range s.conns {
 		if all || !c.loggedIn.Load() {
 			c.interrupt()

@@ -53,6 +53,12 @@ type session struct {
 	started     time.Time
 	ip          netip.Addr // what penalties and per-address caps count
 	preAuthRead int64      // octets read before login, for MaxPreAuthBytes
+	// loopback: the client is on this host, for PlaintextLoopback; for a
+	// relayed connection clientOnLoopback (proxy.go) decides.
+	loopback bool
+	// lim is the server's Limits when the session started: a reload
+	// (SetLimits) applies to later sessions only.
+	lim *Limits
 
 	mu          sync.Mutex // guards conn against interrupt
 	conn        net.Conn   // a *tls.Conn after STLS or with implicit TLS
@@ -91,6 +97,11 @@ type session struct {
 	bytesSent      int64
 	deletedApplied int
 	ending         string
+
+	// For Events.Command: the command being run ("" until the line is
+	// known to name one) and whether its last reply was +OK.
+	cmdName string
+	lastOK  bool
 }
 
 func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
@@ -101,8 +112,14 @@ func newSession(srv *Server, c net.Conn, implicitTLS bool) *session {
 		started:     time.Now(),
 		state:       stateAuthorization,
 		ip:          remoteIP(c.RemoteAddr()),
+		loopback:    clientOnLoopback(c),
+		lim:         srv.limits(),
 	}
 	s.log = srv.Logger.With("remote", c.RemoteAddr().String())
+	if proxy := proxiedBy(c); proxy != nil {
+		// For following a session into the load balancer's logs.
+		s.log = s.log.With("proxy", proxy.String())
+	}
 	return s
 }
 
@@ -137,7 +154,7 @@ func (r connReader) Read(p []byte) (int, error) {
 	if s.loggedIn.Load() {
 		return s.currentConn().Read(p)
 	}
-	left := s.srv.limits.MaxPreAuthBytes - s.preAuthRead
+	left := s.lim.MaxPreAuthBytes - s.preAuthRead
 	if left <= 0 {
 		return 0, errPreAuthBytes
 	}
@@ -153,7 +170,7 @@ func (r connReader) Read(p []byte) (int, error) {
 // interrupted, in which case it keeps the deadline in the past. Before login
 // the deadline is also no later than AuthTimeout after connect.
 func (s *session) setDeadline(set func(time.Time) error) {
-	d := time.Now().Add(s.srv.limits.IdleTimeout)
+	d := time.Now().Add(s.lim.IdleTimeout)
 	if a := s.authDeadline(); !s.loggedIn.Load() && a.Before(d) {
 		d = a
 	}
@@ -167,7 +184,7 @@ func (s *session) setDeadline(set func(time.Time) error) {
 }
 
 func (s *session) authDeadline() time.Time {
-	return s.started.Add(s.srv.limits.AuthTimeout)
+	return s.started.Add(s.lim.AuthTimeout)
 }
 
 // interrupt makes the session's pending and future I/O fail at once.
@@ -179,16 +196,21 @@ func (s *session) interrupt() {
 }
 
 func (s *session) serve() {
+	if ev := s.srv.Events; ev != nil {
+		ev.ConnAccepted(listenerName(s.implicitTLS))
+		ev.SessionStarted()
+		defer ev.SessionEnded()
+	}
 	defer s.finish()
 	if s.implicitTLS {
 		// The TLS handshake counts against the time to log in.
-		if err := s.handshake(min(s.srv.limits.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
+		if err := s.handshake(min(s.lim.HandshakeTimeout, time.Until(s.authDeadline()))); err != nil {
 			s.ending = "tls handshake failed"
 			s.log.Debug("tls handshake failed", "err", err)
 			return
 		}
 	}
-	s.r = bufio.NewReaderSize(connReader{s}, max(readBufferSize, s.srv.limits.MaxAuthLine))
+	s.r = bufio.NewReaderSize(connReader{s}, max(readBufferSize, s.lim.MaxAuthLine))
 	// Before login only short lines go out (CAPA is the longest reply), so
 	// a small buffer keeps an idle unauthenticated connection cheap; the
 	// large one comes with the login (openMaildrop).
@@ -203,12 +225,12 @@ func (s *session) serve() {
 		// MaxAuthLine. RFC 5034 §4 tells clients not to send one that makes
 		// the command longer than 255 octets, but clients do (mpop with an
 		// OAuth token), and the bytes count against MaxPreAuthBytes anyway.
-		max := s.srv.limits.MaxLine
+		max := s.lim.MaxLine
 		if !s.loggedIn.Load() {
-			max = s.srv.limits.MaxAuthLine
+			max = s.lim.MaxAuthLine
 		}
 		line, err := s.readLine(max)
-		if err == nil && len(line)+len("\r\n") > s.srv.limits.MaxLine && !isAuthCommand(line) {
+		if err == nil && len(line)+len("\r\n") > s.lim.MaxLine && !isAuthCommand(line) {
 			err = pop3.ErrLineTooLong
 		}
 		if err == nil && !s.loggedIn.Load() && !time.Now().Before(s.authDeadline()) {
@@ -221,7 +243,7 @@ func (s *session) serve() {
 		} else if err == nil {
 			err = s.dispatch(line)
 		}
-		if err == nil && s.badCmds >= s.srv.limits.MaxBadCommands {
+		if err == nil && s.badCmds >= s.lim.MaxBadCommands {
 			s.reply(false, "", "too many errors, closing connection")
 			s.w.Flush()
 			s.ending = "too many errors"
@@ -417,6 +439,7 @@ func (s *session) readLine(max int) ([]byte, error) {
 // reply writes a one-line reply (RFC 1939 §3: "+OK" or "-ERR", optional
 // text; RFC 2449 §8: an optional [CODE] after -ERR).
 func (s *session) reply(ok bool, code, text string) error {
+	s.lastOK = ok
 	if ok {
 		s.badCmds = 0
 		s.w.WriteString("+OK")
@@ -468,7 +491,17 @@ var commands = map[string]command{
 	"RSET": {stateTransaction, cmdRset},
 }
 
+// dispatch runs one command line and reports it to Events.
 func (s *session) dispatch(line []byte) error {
+	s.cmdName, s.lastOK = "", false
+	err := s.runCommand(line)
+	if ev := s.srv.Events; ev != nil {
+		ev.Command(s.cmdName, s.lastOK)
+	}
+	return err
+}
+
+func (s *session) runCommand(line []byte) error {
 	cmd, err := pop3.ParseCommand(line)
 	if err != nil {
 		switch {
@@ -484,6 +517,7 @@ func (s *session) dispatch(line []byte) error {
 	if !found {
 		return s.replyBad("unknown command")
 	}
+	s.cmdName = cmd.Name // from the table: a client cannot add names to the metrics
 	if c.states&s.state == 0 {
 		if s.state == stateAuthorization {
 			return s.replyBad(cmd.Name + " not valid before login")
@@ -526,6 +560,9 @@ func cmdQuit(s *session, cmd pop3.Command, _ []byte) error {
 		return errCloseSession
 	}
 	s.deletedApplied = len(del)
+	if ev := s.srv.Events; ev != nil && len(del) > 0 {
+		ev.MessagesDeleted(len(del))
+	}
 	s.ok("popbox signing off (%d messages left)", len(s.msgs)-len(del))
 	return errCloseSession
 }
@@ -698,6 +735,13 @@ func (s *session) sendMessage(i, bodyLines int) error {
 		s.retrieved++
 		s.bytesSent += s.msgs[i].Size // wire size, as LIST reports it
 	}
+	if ev := s.srv.Events; ev != nil {
+		if tw, ok := dst.(*topWriter); ok {
+			ev.MessageSent(true, tw.sent)
+		} else {
+			ev.MessageSent(false, s.msgs[i].Size)
+		}
+	}
 	return nil
 }
 
@@ -707,6 +751,7 @@ var errTopDone = errors.New("top: enough lines")
 // lines of the body, then stops the copy with errTopDone.
 type topWriter struct {
 	w         io.Writer
+	sent      int64 // octets passed on, for Events.MessageSent
 	inBody    bool
 	bodyLines int
 	lineStart bool // at the start of a line
@@ -719,6 +764,7 @@ func (t *topWriter) Write(p []byte) (int, error) {
 			if _, err := t.w.Write(p[:i]); err != nil {
 				return 0, err
 			}
+			t.sent += int64(i)
 			return i, errTopDone
 		}
 		if t.lineStart {
@@ -741,5 +787,6 @@ func (t *topWriter) Write(p []byte) (int, error) {
 	if _, err := t.w.Write(p); err != nil {
 		return 0, err
 	}
+	t.sent += int64(len(p))
 	return len(p), nil
 }

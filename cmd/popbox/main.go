@@ -114,7 +114,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (TOML; see popbox.example.toml)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "./popbox-data", "data directory (or $POPBOX_DATA)")
-	root.AddCommand(newServe(g), newMigrate(g), newUser(g), newDeliver(g), newFetch(g), newRestore(g), newPurge(g), newImport(g), &cobra.Command{
+	root.AddCommand(newServe(g), newCheckConfig(g), newMigrate(g), newUser(g), newDeliver(g), newFetch(g), newRestore(g), newPurge(g), newImport(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  exactArgs(0),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +24,6 @@ import (
 	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/pop3server"
 	"github.com/popbox/popbox/store"
-	"github.com/popbox/popbox/tlsconf"
 	"github.com/popbox/popbox/userdb"
 )
 
@@ -50,28 +48,41 @@ It refuses to run as root without process.user unless given --allow-root
 (process.allow_root = true), except on loopback-only, unprivileged ports
 (the defaults: a local trial), where it warns instead.
 
-SIGTERM or SIGINT stops it gracefully; SIGHUP reloads the certificate.`,
+SIGTERM or SIGINT stops it gracefully. SIGHUP re-reads the configuration
+and applies certificates, pop3 limits and timeouts, lmtp.max_connections
+and log.level without dropping sessions; other changed keys are logged as
+needing a restart. Started by systemd with sockets (LISTEN_FDS), it serves
+on those instead of binding, and reports its state with sd_notify.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load(cmd)
+			// load is run again on SIGHUP, so that a reload sees the
+			// file with the same flags and environment on top.
+			load := func() (config.Config, error) {
+				cfg, err := g.load(cmd)
+				if err != nil {
+					return cfg, err
+				}
+				if cmd.Flags().Changed("listen") {
+					cfg.POP3.Listen = listen
+				}
+				if cmd.Flags().Changed("listen-tls") {
+					cfg.POP3.ListenTLS = listenTLS
+				}
+				if allowRoot {
+					cfg.Process.AllowRoot = true
+				}
+				if err := cfg.Validate(); err != nil {
+					return cfg, withCode(exitConfig, err)
+				}
+				return cfg, nil
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("listen") {
-				cfg.POP3.Listen = listen
-			}
-			if cmd.Flags().Changed("listen-tls") {
-				cfg.POP3.ListenTLS = listenTLS
-			}
-			if allowRoot {
-				cfg.Process.AllowRoot = true
-			}
-			if err := cfg.Validate(); err != nil {
-				return withCode(exitConfig, err)
-			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return serve(ctx, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return serve(ctx, cfg, load, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:1110", `address for POP3 with STLS ("" disables)`)
@@ -90,8 +101,8 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
-	log := newLogger(cfg.Log, stderr)
+func serve(ctx context.Context, cfg config.Config, load func() (config.Config, error), stdout, stderr io.Writer) error {
+	log, logLevel := newLevelLogger(cfg.Log, stderr)
 	// Packages that log through slog's default (userdb's hash upgrades,
 	// for one) log in the configured format too.
 	slog.SetDefault(log)
@@ -101,10 +112,20 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	if err != nil {
 		return withCode(exitConfig, err)
 	}
+	proxyTrusted, err := cfg.POP3.ProxyTrusted() // validated already
+	if err != nil {
+		return withCode(exitConfig, err)
+	}
 
 	// The listeners are bound first, as the starting user: binding ports
 	// below 1024 is what root is needed for. Everything after runs as
 	// dropTo, so that the data directory is only ever touched by it.
+	// Under socket activation systemd has bound the sockets, and popbox
+	// binds no TCP socket of its own (see contrib/systemd).
+	activated, err := activatedListeners()
+	if err != nil {
+		return withCode(exitConfig, err)
+	}
 	var ls []listener
 	serving := false
 	defer func() {
@@ -115,6 +136,12 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		}
 	}()
 	for _, spec := range []struct{ proto, addr string }{{"pop3", cfg.POP3.Listen}, {"pop3s", cfg.POP3.ListenTLS}} {
+		if activated != nil {
+			for _, l := range activated[spec.proto] {
+				ls = append(ls, listener{spec.proto, l})
+			}
+			continue
+		}
 		if spec.addr == "" {
 			continue
 		}
@@ -123,6 +150,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			return fmt.Errorf("listening for %s: %w", spec.proto, err)
 		}
 		ls = append(ls, listener{spec.proto, l})
+	}
+	if len(ls) == 0 && activated != nil {
+		return withCode(exitConfig, errors.New("socket activation passed no socket named pop3 or pop3s"))
 	}
 	if len(ls) == 0 {
 		return withCode(exitConfig, errors.New("no listener configured (pop3.listen and pop3.listen_tls are both empty)"))
@@ -137,13 +167,20 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			}
 		}
 	}()
-	if cfg.LMTP.Listen != "" {
+	if activated != nil {
+		lmtpListeners = append(lmtpListeners, activated[socketLMTP]...)
+	} else if cfg.LMTP.Listen != "" {
 		l, err := net.Listen("tcp", cfg.LMTP.Listen)
 		if err != nil {
 			return fmt.Errorf("listening for lmtp: %w", err)
 		}
 		lmtpListeners = append(lmtpListeners, l)
 	}
+	mx, err := listenMetrics(cfg.Metrics) // metrics.go; nil when off
+	if err != nil {
+		return err
+	}
+	defer mx.stop()
 
 	switch {
 	case dropTo != "":
@@ -182,34 +219,15 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	defer st.Close()
 	log.Info("storage", "mail", app.DescribeStore(cfg), "users", app.DescribeUsers(cfg))
 
-	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
-	if certFile == "" {
-		var created bool
-		certFile, keyFile, created, err = tlsconf.EnsureSelfSigned(string(data), []string{cfg.POP3.Hostname})
-		if err != nil {
-			return dataDirError(fmt.Errorf("self-signed certificate: %w", err), cfg)
-		}
-		if created {
-			log.Info("created self-signed certificate", "cert", certFile)
-		}
-	}
-	var extra []tlsconf.FilePair
-	for i, f := range cfg.TLS.ExtraCertFiles {
-		extra = append(extra, tlsconf.FilePair{CertFile: f, KeyFile: cfg.TLS.ExtraKeyFiles[i]})
-	}
-	certs, err := tlsconf.LoadCertificates(certFile, keyFile, extra...)
+	tlsMat, err := loadTLS(cfg, data, log, nil)
 	if err != nil {
-		return withCode(exitConfig, err)
+		return err
 	}
-	tlsConfig := tlsconf.ServerConfig(certs)
-	var certUser func(*x509.Certificate) (string, error)
-	if cfg.TLS.ClientCAFile != "" {
-		if err := tlsconf.RequestClientCerts(tlsConfig, cfg.TLS.ClientCAFile); err != nil {
-			return withCode(exitConfig, err)
-		}
-		certUser = tlsconf.ClientCertUser(cfg.TLS.ClientCertUser)
-	}
-	log.Info("tls certificate", "cert", certFile, "sha256", certs.Fingerprint())
+	certFile := tlsMat.certFile
+	// Handshakes take the TLS configuration in force, which SIGHUP replaces.
+	liveCerts, tlsConfig := newLiveTLS(tlsMat)
+	certUser := clientCertUser(cfg)
+	log.Info("tls certificate", "cert", certFile, "sha256", tlsMat.certs.Fingerprint())
 	if err := users.PrepareDummyHash(); err != nil {
 		return err
 	}
@@ -224,7 +242,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 
 	srv := &pop3server.Server{
 		SCRAMSecret:         scramSecret,
-		Backend:             app.Backend{Users: users, Store: st},
+		Backend:             app.Backend{Users: users, Store: mx.wrap(st)},
+		Events:              mx.pop3Events(),
 		TLSConfig:           tlsConfig,
 		ClientCertUser:      certUser,
 		LoginDelay:          cfg.POP3.LoginDelay.Duration,
@@ -235,28 +254,14 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		Plaintext:           plaintextPolicy(cfg.POP3.PlaintextAuth),
 		AuthFailureDelay:    cfg.POP3.AuthFailureDelay.Duration,
 		AuthFailureDelayMax: cfg.POP3.AuthFailureDelayMax.Duration,
-		Limits: pop3server.Limits{
-			MaxLine:                 cfg.POP3.MaxLine,
-			MaxAuthLine:             cfg.POP3.MaxAuthLine,
-			IdleTimeout:             cfg.POP3.IdleTimeout.Duration,
-			MaxBadCommands:          cfg.POP3.MaxBadCommands,
-			MaxConnections:          cfg.POP3.MaxConnections,
-			MaxConnectionsPerIP:     cfg.POP3.MaxConnectionsPerIP,
-			MaxUnauthenticatedPerIP: cfg.POP3.MaxUnauthenticatedPerIP,
-			AuthTimeout:             cfg.POP3.AuthTimeout.Duration,
-			MaxPreAuthBytes:         int64(cfg.POP3.MaxPreAuthBytes),
-		},
-		Logger: log,
+		Limits:              pop3Limits(cfg.POP3), // reload.go, shared with SIGHUP
+		Logger:              log,
 	}
-	if srv.AuthFailureDelay == 0 {
-		srv.AuthFailureDelay = -1 // configured as 0: no delay
-	}
-	if srv.AuthFailureDelayMax == 0 {
-		srv.AuthFailureDelayMax = -1 // configured as 0: a constant delay
-	}
+	srv.AuthFailureDelay, srv.AuthFailureDelayMax = authDelays(cfg.POP3) // configured 0s mean none
 
 	intake := &lmtp.Server{
-		Store:             st,
+		Store:             mx.wrap(st),
+		Events:            mx.lmtpEvents(),
 		Users:             lmtp.AddressResolver{Delimiters: cfg.LMTP.RecipientDelimiter, Lookup: app.RecipientLookup(users)},
 		Hostname:          cfg.POP3.Hostname,
 		MaxMessageBytes:   int64(cfg.LMTP.MaxMessageSize),
@@ -266,7 +271,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		NoDeliveryHeaders: !cfg.LMTP.DeliveryHeaders,
 		Logger:            log.With("proto", "lmtp"),
 	}
-	if cfg.LMTP.Socket != "" {
+	if cfg.LMTP.Socket != "" && len(activated[socketLMTP]) == 0 {
 		path := cfg.LMTP.Socket
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(string(data), path)
@@ -307,7 +312,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		if l.proto == "pop3s" {
 			serveOn = srv.ServeTLS
 		}
-		go func() { errc <- serveOn(l.l) }()
+		pl := proxyListener(l.l, proxyTrusted, cfg.POP3.ProxyHeaderTimeout.Duration)
+		go func() { errc <- serveOn(pl) }()
 	}
 	maintCtx, stopMaint := context.WithCancel(context.Background())
 	maintDone := make(chan struct{})
@@ -321,18 +327,24 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		log.Info("listening", "proto", "lmtp", "addr", l.Addr().String())
 		go func() { lmtpErrc <- intake.Serve(l) }()
 	}
+	mx.start(log, readiness(users, st))
 
+	rl := &reloader{load: load, data: data, log: log, level: logLevel, tls: liveCerts, srv: srv, intake: intake, tokens: tokens}
+	rl.cfg.Store(&cfg)
+	sd := notifier{log: log}
+	sd.ready()
+	watchdog, stopWatchdog := sd.watchdog()
+	defer stopWatchdog()
 	for {
 		select {
 		case <-hup:
-			if err := certs.Reload(); err != nil {
-				log.Error("reloading certificate failed, keeping the old one", "err", err)
-			} else {
-				log.Info("certificate reloaded", "sha256", certs.Fingerprint())
-			}
-			if err := tokens.Reload(); err != nil {
-				log.Error("reloading oauth.jwks_file failed, keeping the old keys", "err", err)
-			}
+			sd.reloading()
+			rl.reload()
+			// READY=1 after a refused reload too: the old
+			// configuration is still serving.
+			sd.ready()
+		case <-watchdog:
+			sd.ping()
 		case err := <-errc:
 			if !errors.Is(err, pop3server.ErrServerClosed) {
 				srv.Close()
@@ -349,8 +361,12 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 			// A second SIGTERM or Ctrl-C during the grace period ends the
 			// process at once (uncommitted deletions are never applied).
 			signal.Reset(syscall.SIGTERM, syscall.SIGINT)
-			log.Info("shutting down", "grace", cfg.POP3.ShutdownGrace.Duration)
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.POP3.ShutdownGrace.Duration)
+			sd.stopping()
+			// /readyz answers 503 while the sessions finish.
+			mx.setReady(false)
+			grace := rl.current().POP3.ShutdownGrace.Duration // reloadable
+			log.Info("shutting down", "grace", grace)
+			sctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			// Intake stops with the POP3 side: a delivery in progress
 			// finishes and is answered, new ones get 421 and are retried
