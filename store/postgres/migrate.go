@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -90,7 +91,14 @@ func migrate(ctx context.Context, dsn string, fsys fs.FS) error {
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	// Parsed as Open parses it, so that pool settings in the URL
+	// (pool_max_conns...) are taken as such and not sent to the server as
+	// run-time parameters, which it refuses.
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: connect: %w", err)
 	}

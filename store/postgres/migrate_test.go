@@ -165,3 +165,18 @@ func TestMigrateSteps(t *testing.T) {
 		t.Errorf("table c of the failed migration exists: %v, %v", exists, err)
 	}
 }
+
+// TestMigratePoolSettings: pool settings in the DSN, which Open takes,
+// do not make Migrate fail (the server refuses unknown run-time
+// parameters).
+func TestMigratePoolSettings(t *testing.T) {
+	dsn := srv.NewDatabase(t) + " pool_max_conns=4 pool_min_conns=1"
+	if err := Migrate(tctx(t), dsn); err != nil {
+		t.Fatalf("Migrate with pool settings: %v", err)
+	}
+	st, err := Open(tctx(t), dsn, Options{})
+	if err != nil {
+		t.Fatalf("Open after Migrate: %v", err)
+	}
+	st.Close()
+}
