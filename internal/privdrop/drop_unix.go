@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 )
 
 func drop(c Creds) error {
 	// Order matters: groups and gid can only be changed while still root.
-	if err := syscall.Setgroups([]int{}); err != nil {
-		return fmt.Errorf("clearing supplementary groups: %w", err)
+	if err := syscall.Setgroups(append([]int{}, c.Groups...)); err != nil {
+		return fmt.Errorf("setting supplementary groups %v: %w", c.Groups, err)
 	}
 	if err := syscall.Setgid(c.GID); err != nil {
 		return fmt.Errorf("setting group %d (%s): %w", c.GID, c.Group, err)
@@ -36,7 +37,7 @@ func verify(c Creds) error {
 		return fmt.Errorf("checking supplementary groups: %w", err)
 	}
 	for _, g := range groups {
-		if g != c.GID {
+		if g != c.GID && !slices.Contains(c.Groups, g) {
 			return fmt.Errorf("privileges not dropped: still in group %d", g)
 		}
 	}

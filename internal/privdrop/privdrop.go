@@ -26,6 +26,12 @@ import (
 // Creds are the numeric ids Drop switches to.
 type Creds struct {
 	UID, GID int
+	// Groups are the supplementary groups: the user's memberships in the
+	// group database, as initgroups(3), login and systemd's User= give
+	// them, so that membership granted by the administrator (group postfix
+	// for lmtp.socket_group, say) works after the drop. None for a numeric
+	// user without an entry.
+	Groups []int
 	// User and Group are the names as given, for messages.
 	User, Group string
 }
@@ -38,16 +44,28 @@ func Resolve(userName, groupName string) (Creds, error) {
 		return c, errors.New("no user to run as")
 	}
 	primary := ""
+	var entry *user.User
 	if u, err := user.Lookup(userName); err == nil {
 		c.UID, _ = strconv.Atoi(u.Uid)
-		primary = u.Gid
+		primary, entry = u.Gid, u
 	} else if id, ok := numericID(userName); ok {
 		c.UID = id
 		if u, err := user.LookupId(userName); err == nil {
-			primary = u.Gid
+			primary, entry = u.Gid, u
 		}
 	} else {
 		return c, fmt.Errorf("user %q: %w", userName, err)
+	}
+	if entry != nil {
+		ids, err := entry.GroupIds()
+		if err != nil {
+			return c, fmt.Errorf("groups of user %q: %w", userName, err)
+		}
+		for _, s := range ids {
+			if g, err := strconv.Atoi(s); err == nil {
+				c.Groups = append(c.Groups, g)
+			}
+		}
 	}
 	switch {
 	case groupName != "":
@@ -73,8 +91,9 @@ func numericID(s string) (int, bool) {
 }
 
 // Drop resolves userName and groupName as Resolve does and switches the
-// whole process to them for good, clearing the supplementary groups. It
-// must run as root. It returns the ids it switched to.
+// whole process to them for good, with the user's supplementary groups
+// (Creds.Groups) and no others. It must run as root. It returns the ids it
+// switched to.
 func Drop(userName, groupName string) (Creds, error) {
 	c, err := Resolve(userName, groupName)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,6 +129,18 @@ func TestDrop(t *testing.T) {
 		{"numeric ids", strconv.Itoa(nobody), strconv.Itoa(nogroup), nobody, nogroup},
 		{"ids without passwd entry", "4000123", "4000124", 4000123, 4000124},
 	}
+	// A user with a supplementary group, if this machine has one: Debian's
+	// postgres user is also in ssl-cert.
+	if u, err := user.Lookup("postgres"); err == nil {
+		if ids, _ := u.GroupIds(); len(ids) > 1 {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			tests = append(tests, struct {
+				name, user, group string
+				wantUID, wantGID  int
+			}{"supplementary groups", "postgres", "", uid, gid})
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -139,9 +152,16 @@ func TestDrop(t *testing.T) {
 				t.Errorf("after Drop: uid %d euid %d gid %d egid %d, want uid %d gid %d",
 					r.UID, r.EUID, r.GID, r.EGID, tt.wantUID, tt.wantGID)
 			}
+			// Exactly the user's memberships (and the group).
+			wantGroups := memberships(t, tt.user)
 			for _, g := range r.Groups {
-				if g != tt.wantGID {
+				if g != tt.wantGID && !slices.Contains(wantGroups, g) {
 					t.Errorf("still in supplementary group %d", g)
+				}
+			}
+			for _, g := range wantGroups {
+				if !slices.Contains(r.Groups, g) {
+					t.Errorf("not in the user's group %d after Drop (groups %v)", g, r.Groups)
 				}
 			}
 			if !r.SetuidRootFails {
@@ -206,9 +226,34 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Errorf("Resolve(%q, %q) = %+v, %v; want %+v", tt.user, tt.group, got, err, tt.want)
+			want := tt.want
+			want.Groups = memberships(t, tt.user)
+			if err != nil || !slices.Equal(got.Groups, want.Groups) || got.UID != want.UID || got.GID != want.GID ||
+				got.User != want.User || got.Group != want.Group {
+				t.Errorf("Resolve(%q, %q) = %+v, %v; want %+v", tt.user, tt.group, got, err, want)
 			}
 		})
 	}
+}
+
+// memberships is the user's groups in the group database, none for an id
+// without an entry.
+func memberships(t *testing.T, name string) []int {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return nil
+		}
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, s := range ids {
+		g, _ := strconv.Atoi(s)
+		out = append(out, g)
+	}
+	return out
 }
