@@ -65,6 +65,11 @@
 //	    Store calls that failed, with the same operation values. An
 //	    [IN-USE] open and an over-quota delivery are outcomes, not
 //	    errors, and are not counted here.
+//	popbox_store_lock_wait_seconds{lock}
+//	    Histogram of the time taken to get a mailbox's index lock in the
+//	    Maildir store (lock: index), where deliveries, logins, QUIT and
+//	    administrative commands queue. The PostgreSQL store's row locks
+//	    wait inside the database and are not measured.
 //	go_*, process_*
 //	    The Go runtime and process collectors of client_golang.
 //

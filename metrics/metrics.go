@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -44,6 +46,7 @@ type Metrics struct {
 
 	opSeconds [numOps]prometheus.Observer
 	opErrors  [numOps]prometheus.Counter
+	lockWait  prometheus.Observer
 
 	pop3 pop3Events
 	lmtp lmtpEvents
@@ -161,10 +164,21 @@ func New() *Metrics {
 		m.opErrors[o] = opErrors.WithLabelValues(name)
 	}
 
+	lockWait := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "popbox_store_lock_wait_seconds",
+		Help:    "Time waited for a mailbox's index lock (Maildir store: deliveries, logins and QUIT queue on it).",
+		Buckets: latencyBuckets,
+	}, []string{"lock"})
+	m.lockWait = lockWait.WithLabelValues("index")
+
 	reg.MustRegister(m.accepted, m.refused, m.sessions, logins, commands, sent, m.retrieved, m.deleted, m.inUse,
-		deliveries, opSeconds, opErrors)
+		deliveries, opSeconds, opErrors, lockWait)
 	return m
 }
+
+// LockWait records a wait for a mailbox's index lock; give it to the
+// Maildir store (maildir.Options.LockWait).
+func (m *Metrics) LockWait(d time.Duration) { m.lockWait.Observe(d.Seconds()) }
 
 // Gatherer is the registry, for promhttp and tests.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/popbox/popbox/config"
+	"github.com/popbox/popbox/internal/app"
 	"github.com/popbox/popbox/lmtp"
 	"github.com/popbox/popbox/metrics"
 	"github.com/popbox/popbox/pop3server"
@@ -55,6 +56,14 @@ func (e *metricsEndpoint) lmtpEvents() lmtp.Events {
 		return nil
 	}
 	return e.m.LMTP()
+}
+
+// mailOptions has the store report its lock waits.
+func (e *metricsEndpoint) mailOptions() []app.MailOption {
+	if e == nil {
+		return nil
+	}
+	return []app.MailOption{app.WithLockWait(e.m.LockWait)}
 }
 
 // wrap returns st with its calls timed.

@@ -164,6 +164,11 @@ func TestServeMetrics(t *testing.T) {
 			t.Errorf("%s = %v (present: %v), want %v", series, v, ok, want)
 		}
 	}
+	// The login's snapshot and the delivery each take the index lock (the
+	// readiness probe's Usage may add more).
+	if v := got[`popbox_store_lock_wait_seconds_count{lock="index"}`]; v < 2 {
+		t.Errorf("popbox_store_lock_wait_seconds_count = %v, want at least 2 (login and delivery)", v)
+	}
 	if _, ok := got["go_goroutines"]; !ok {
 		t.Error("no go_goroutines: the Go collector is missing")
 	}

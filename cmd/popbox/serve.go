@@ -209,7 +209,7 @@ func serve(ctx context.Context, cfg config.Config, load func() (config.Config, e
 		return dataDirError(err, cfg)
 	}
 	defer users.Close()
-	st, err := app.OpenMail(ctx, cfg, log, users)
+	st, err := app.OpenMail(ctx, cfg, log, users, mx.mailOptions()...)
 	if app.IsSchemaError(err) {
 		return withCode(exitConfig, err)
 	}

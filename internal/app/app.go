@@ -144,12 +144,30 @@ func (d DataDir) OpenStore(log *slog.Logger) (*maildir.Store, error) {
 // defaults, overridden per user in users), and deleted mail kept
 // mail.KeepDeletedDays days. Every command that delivers or deletes must
 // open it this way, or it would ignore quotas or delete for good.
-func (d DataDir) OpenMailStore(log *slog.Logger, users *userdb.DB, mail config.Mail) (*maildir.Store, error) {
+func (d DataDir) OpenMailStore(log *slog.Logger, users *userdb.DB, mail config.Mail, opts ...MailOption) (*maildir.Store, error) {
+	var o mailOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	return d.openStore(maildir.Options{
 		Logger:    log,
 		Retention: time.Duration(mail.KeepDeletedDays) * 24 * time.Hour,
 		Quota:     QuotaFunc(users, mail),
+		LockWait:  o.lockWait,
 	})
+}
+
+// MailOption adjusts how OpenMail and OpenMailStore open the store.
+type MailOption func(*mailOptions)
+
+type mailOptions struct {
+	lockWait func(time.Duration)
+}
+
+// WithLockWait has the store report each wait for a mailbox's index lock
+// (Maildir only: PostgreSQL's row locks wait inside the database).
+func WithLockWait(f func(time.Duration)) MailOption {
+	return func(o *mailOptions) { o.lockWait = f }
 }
 
 // QuotaFunc returns each user's quota: the per-user overrides in users (if

@@ -113,10 +113,10 @@ func OpenUsersConfig(cfg config.Config, opts userdb.Options, create bool) (*user
 // delivers or deletes must open it this way, or it would ignore quotas or
 // delete for good. ctx bounds connecting to PostgreSQL and checking its
 // schema (IsSchemaError if it is not current); the store outlives it.
-func OpenMail(ctx context.Context, cfg config.Config, log *slog.Logger, users *userdb.DB) (Mail, error) {
+func OpenMail(ctx context.Context, cfg config.Config, log *slog.Logger, users *userdb.DB, opts ...MailOption) (Mail, error) {
 	dsn := cfg.StoreDSN()
 	if dsn == "" {
-		st, err := DataDir(cfg.DataDir).OpenMailStore(log, users, cfg.Mail)
+		st, err := DataDir(cfg.DataDir).OpenMailStore(log, users, cfg.Mail, opts...)
 		if err != nil {
 			return nil, err
 		}

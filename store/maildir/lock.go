@@ -121,6 +121,10 @@ func (l *indexLock) unlock() error {
 // mailbox a loser kept sleeping (1+2+4+...+50 ms) while others took the
 // lock: LMTP's 99th percentile into one mailbox was 117–166 ms.
 func (s *Store) lockIndex(ctx context.Context, mb mailbox) (*indexLock, error) {
+	if s.lockWait != nil {
+		start := time.Now()
+		defer func() { s.lockWait(time.Since(start)) }()
+	}
 	t, err := s.indexTurns.acquire(ctx, mb.dir)
 	if err != nil {
 		return nil, fmt.Errorf("maildir: waiting for index lock: %w", err)

@@ -63,6 +63,9 @@ type Options struct {
 	// quotas. An error fails the delivery (not as store.ErrQuota: the
 	// caller should retry, not tell the sender the mailbox is full).
 	Quota func(ctx context.Context, user string) (store.Quota, error)
+	// LockWait, if set, is told how long each acquisition of a mailbox's
+	// index lock waited (for metrics).
+	LockWait func(time.Duration)
 	// SnapshotCache bounds the snapshot cache, which spares logins to big
 	// unchanged mailboxes their directory scan, in messages across
 	// mailboxes (about 200 bytes each); 0 means DefaultSnapshotCache,
@@ -109,6 +112,8 @@ type Store struct {
 	sessions sessionLocks
 	// indexTurns queues this process's waiters for each index lock.
 	indexTurns turns
+	// lockWait is Options.LockWait.
+	lockWait func(time.Duration)
 }
 
 // step runs the test hook before a step named by step.
@@ -155,6 +160,7 @@ func New(root string, opts Options) (*Store, error) {
 		now:       time.Now,
 		snaps:     snapCache{limit: opts.SnapshotCache, racy: racyWindow},
 		sessions:  sessionLocks{path: filepath.Join(abs, sessionLocksName)},
+		lockWait:  opts.LockWait,
 	}
 	if s.snaps.limit == 0 {
 		s.snaps.limit = DefaultSnapshotCache
