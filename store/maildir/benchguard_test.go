@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOpenGuard: a warm Open of 10,000 messages (two readdirs, one index
@@ -79,4 +80,86 @@ func TestOpenGuard(t *testing.T) {
 
 func stringsReader(i int) *strings.Reader {
 	return strings.NewReader(fmt.Sprintf("From: a@example.com\nSubject: %d\n\nbody\n", i))
+}
+
+// TestSnapshotCacheGuard: an Open of an unchanged 10,000-message mailbox
+// served by the snapshot cache costs a small fraction of the two readdirs
+// a reconcile needs, measured in the same run. A cache that stopped
+// hitting (a validation that always fails, say) costs several times the
+// readdirs. About 0.01 on the development machine; the bound is 0.25.
+func TestSnapshotCacheGuard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("benchmarks in -short")
+	}
+	const n = 10_000
+	root := t.TempDir()
+	s, err := New(root, Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.snaps.racy = 0 // the files are new; see racyWindow
+	ctx := context.Background()
+	for i := range n {
+		if _, err := s.Deliver(ctx, "alice", stringsReader(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(root, "alice", "Maildir")
+	var newest int64
+	for _, sub := range []string{"new", "cur", indexName} {
+		if st, err := os.Stat(filepath.Join(dir, sub)); err == nil {
+			newest = max(newest, st.ModTime().UnixNano())
+		}
+	}
+	// Past the file system's clock tick, so the first Open may cache.
+	for time.Now().UnixNano() < newest+int64(50*time.Millisecond) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 2 { // the first reconciles (and may rename), the second caches
+		m, err := s.Open(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	}
+	reads := s.indexReads.Load()
+	open := func(b *testing.B) {
+		for b.Loop() {
+			m, err := s.Open(ctx, "alice")
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Close()
+		}
+	}
+	readdirs := func(b *testing.B) {
+		for b.Loop() {
+			for _, sub := range []string{"new", "cur"} {
+				f, err := os.Open(filepath.Join(dir, sub))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Readdirnames(-1); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		}
+	}
+	const maxRatio = 0.25
+	var ratio float64
+	for attempt := range 3 {
+		o, r := testing.Benchmark(open), testing.Benchmark(readdirs)
+		ratio = float64(o.NsPerOp()) / float64(r.NsPerOp())
+		t.Logf("attempt %d: cached Open of %d messages %v/op, the two readdirs %v/op: ratio %.3f", attempt+1, n, o.NsPerOp(), r.NsPerOp(), ratio)
+		if ratio <= maxRatio {
+			break
+		}
+	}
+	if got := s.indexReads.Load() - reads; got != 0 {
+		t.Errorf("the cached Opens read the index %d times", got)
+	}
+	if ratio > maxRatio {
+		t.Errorf("a cached Open takes %.2f times the readdirs of a reconcile, want at most %.2f", ratio, maxRatio)
+	}
 }
