@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"runtime"
 	"strings"
 )
 
@@ -175,6 +176,13 @@ func shaCryptDigest(v *shaVariant, password, salt []byte, rounds int) []byte {
 	c := a
 	sum := make([]byte, 0, size)
 	for i := range rounds {
+		if i&255 == 255 {
+			// A verification takes a millisecond or more of CPU; yielding
+			// every 256 rounds (about 60 µs) lets the sessions' short
+			// steps run in between, instead of waiting for the whole
+			// hash whenever every core is verifying a login.
+			runtime.Gosched()
+		}
 		h.Reset()
 		if i%2 != 0 {
 			h.Write(p)
