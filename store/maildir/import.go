@@ -54,8 +54,8 @@ import (
 // mail that the user already had; it counts toward the usage afterwards.
 // The message's delivery time for Expire is the time of the import.
 func (s *Store) Import(ctx context.Context, user string, r io.Reader, uidl string) (store.MessageInfo, error) {
-	if !validUIDL(uidl) {
-		return store.MessageInfo{}, fmt.Errorf("%w: %q: not 1 to 70 characters in 0x21..0x7E", store.ErrInvalidUIDL, truncate(uidl, 80))
+	if err := store.CheckUIDL(uidl); err != nil {
+		return store.MessageInfo{}, err
 	}
 	in := incoming{room: -1, lit: uidl}
 	if uid, epoch, ok := parseUIDL(uidl); ok {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popbox/popbox/store"
 )
 
 // Fields popbox adds to the base of a file name (before the ":2," info).
@@ -25,9 +27,6 @@ const (
 	fieldLiteral = ",L=" // an imported literal UIDL, percent-encoded
 	fieldSize    = ",R=" // the wire size in decimal: what RETR sends
 )
-
-// maxUIDLLen is RFC 1939 §7's bound on a UIDL.
-const maxUIDLLen = 70
 
 // maxMessageOctets bounds sizes read back from names and the index, so
 // arithmetic on them cannot overflow.
@@ -105,46 +104,11 @@ func withFields(key string, uid, epoch uint32, size int64, lit, info string, has
 	return b.String()
 }
 
-// formatUIDL is popbox's UIDL, %08X%08X of (uid, epoch) in upper-case hex
-// (the shape of Dovecot's default %08Xu%08Xv, which Dovecot prints in lower
-// case): fixed width, so distinct (uid, epoch) pairs give distinct strings,
-// and RFC 1939 §7 syntax (1..70 octets in 0x21..0x7E) by construction.
-func formatUIDL(uid, epoch uint32) string {
-	return fmt.Sprintf("%08X%08X", uid, epoch)
-}
+func formatUIDL(uid, epoch uint32) string { return store.FormatUIDL(uid, epoch) }
 
-// parseUIDL is the strict inverse of formatUIDL; uid 0 is never assigned.
-func parseUIDL(s string) (uid, epoch uint32, ok bool) {
-	if len(s) != 16 {
-		return 0, 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'A' || c > 'F') {
-			return 0, 0, false
-		}
-	}
-	u, err1 := strconv.ParseUint(s[:8], 16, 32)
-	e, err2 := strconv.ParseUint(s[8:], 16, 32)
-	if err1 != nil || err2 != nil || u == 0 {
-		return 0, 0, false
-	}
-	return uint32(u), uint32(e), true
-}
+func parseUIDL(s string) (uid, epoch uint32, ok bool) { return store.ParseUIDL(s) }
 
-// validUIDL checks RFC 1939 §7: "one to 70 characters in the range 0x21 to
-// 0x7E".
-func validUIDL(s string) bool {
-	if len(s) < 1 || len(s) > maxUIDLLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func validUIDL(s string) bool { return store.ValidUIDL(s) }
 
 // nameLiteralEscape: bytes a literal UIDL cannot carry verbatim in a file
 // name: '/' (path), ':' (Maildir info), ',' (field separator, also for

@@ -92,8 +92,8 @@ func (s *Store) Deliver(ctx context.Context, user string, r io.Reader) (store.Me
 // store.ErrUIDLConflict (checked under the mailbox lock, and enforced by a
 // unique index besides). The quota does not refuse an import.
 func (s *Store) Import(ctx context.Context, user string, r io.Reader, uidl string) (store.MessageInfo, error) {
-	if !validUIDL(uidl) {
-		return store.MessageInfo{}, fmt.Errorf("%w: %q: not 1 to 70 characters in 0x21..0x7E", store.ErrInvalidUIDL, truncate(uidl, 80))
+	if err := store.CheckUIDL(uidl); err != nil {
+		return store.MessageInfo{}, err
 	}
 	in := incoming{room: -1, uidl: uidl}
 	if uid, epoch, ok := parseUIDL(uidl); ok {

@@ -8,12 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -189,42 +186,10 @@ func defaultNodeID() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// maxUserLen is store/maildir's limit (one path component, NAME_MAX).
-const maxUserLen = 255
-
-// validUser applies store/maildir's rules for user names (maildir.ValidUser),
-// which a database would not need, so that every name is valid in both
-// backends or in neither and mailboxes can move between them: not empty,
-// ".", "..", starting with '.', containing '/', NUL, control characters or
-// invalid UTF-8, or longer than 255 bytes. It returns an error wrapping
-// store.ErrInvalidUser.
-func validUser(user string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("%w: %q: %s", store.ErrInvalidUser, truncate(user, 64), why)
-	}
-	switch {
-	case user == "":
-		return bad("empty")
-	case len(user) > maxUserLen:
-		return bad("longer than 255 bytes")
-	case strings.HasPrefix(user, "."):
-		return bad("starts with '.'")
-	case strings.ContainsAny(user, "/\x00"):
-		return bad("contains '/' or NUL")
-	case !utf8.ValidString(user):
-		return bad("invalid UTF-8")
-	case strings.ContainsFunc(user, unicode.IsControl):
-		return bad("contains a control character")
-	}
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+// validUser is store.ValidUser: the Maildir store's rules, which a
+// database would not need, so that every name is valid in both backends or
+// in neither and mailboxes can move between them.
+func validUser(user string) error { return store.ValidUser(user) }
 
 // querier is what both a pool and a transaction offer.
 type querier interface {

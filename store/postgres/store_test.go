@@ -16,25 +16,6 @@ import (
 	"github.com/popbox/popbox/store/maildir"
 )
 
-// TestValidUserMatchesMaildir: a user name is valid in both backends or in
-// neither, so mailboxes can move between them.
-func TestValidUserMatchesMaildir(t *testing.T) {
-	names := []string{
-		"", ".", "..", ".hidden", "a/b", "/abs", "a\x00b", "a\nb", "tab\there", "del\x7f", "c1\u0085",
-		"bad\xffutf8", strings.Repeat("x", 255), strings.Repeat("x", 256), strings.Repeat("é", 128),
-		"alice", "bob@example.com", "first.last", "x-y_z+tag", "üñí", "a b", "a..b", "a.",
-	}
-	for _, n := range names {
-		pe, me := validUser(n), maildir.ValidUser(n)
-		if (pe == nil) != (me == nil) {
-			t.Errorf("%q: postgres %v, maildir %v", n, pe, me)
-		}
-		if pe != nil && !errors.Is(pe, store.ErrInvalidUser) {
-			t.Errorf("%q: %v does not wrap ErrInvalidUser", n, pe)
-		}
-	}
-}
-
 // failAfter yields n octets, then fails.
 type failAfter struct{ n int }
 

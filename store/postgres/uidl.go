@@ -2,55 +2,14 @@ package postgres
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/popbox/popbox/store"
 )
 
-// maxUIDLLen is RFC 1939 §7's limit.
-const maxUIDLLen = 70
+func formatUIDL(uid, epoch uint32) string { return store.FormatUIDL(uid, epoch) }
 
-// formatUIDL is the UIDL of uid in epoch: %08X%08X, store/maildir's
-// format, so that a mailbox moved between the two backends with Import
-// keeps its UIDLs and neither backend can later hand one of them out again
-// (see placeImported).
-func formatUIDL(uid, epoch uint32) string {
-	return fmt.Sprintf("%08X%08X", uid, epoch)
-}
-
-// parseUIDL is the strict inverse of formatUIDL; uid 0 is never assigned.
-func parseUIDL(s string) (uid, epoch uint32, ok bool) {
-	if len(s) != 16 {
-		return 0, 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'A' || c > 'F') {
-			return 0, 0, false
-		}
-	}
-	u, err1 := strconv.ParseUint(s[:8], 16, 32)
-	e, err2 := strconv.ParseUint(s[8:], 16, 32)
-	if err1 != nil || err2 != nil || u == 0 {
-		return 0, 0, false
-	}
-	return uint32(u), uint32(e), true
-}
-
-// validUIDL checks RFC 1939 §7: "one to 70 characters in the range 0x21 to
-// 0x7E".
-func validUIDL(s string) bool {
-	if len(s) < 1 || len(s) > maxUIDLLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func parseUIDL(s string) (uid, epoch uint32, ok bool) { return store.ParseUIDL(s) }
 
 // counter is a mailbox's UIDL counter, as its row holds it: the next uid
 // in epoch, and floor, the lowest epoch it ever allocated in.
