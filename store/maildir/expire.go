@@ -2,8 +2,6 @@ package maildir
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -77,20 +75,7 @@ func (s *Store) ExpireAll(ctx context.Context, olderThan time.Time) (n int, busy
 	if err != nil {
 		return 0, nil, err
 	}
-	var errs []error
-	for _, u := range users {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("maildir: expire: %w", err))
-			break
-		}
-		k, err := s.Expire(ctx, u, olderThan)
-		n += k
-		switch {
-		case errors.Is(err, store.ErrInUse):
-			busy = append(busy, u)
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		}
-	}
-	return n, busy, errors.Join(errs...)
+	return store.ExpireEach(ctx, "maildir: expire", users, func(ctx context.Context, u string) (int, error) {
+		return s.Expire(ctx, u, olderThan)
+	})
 }

@@ -68,10 +68,14 @@ func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, []store.Mess
 	}
 	defer lk.unlock()
 	readStart := time.Now()
-	before, stErr := readState(mb)
-	if stErr == nil {
-		if cs := s.snaps.get(mb.dir, before); cs != nil {
-			return cs.snap, cs.msgs, nil
+	var before mailboxState
+	stErr := errCacheOff
+	if s.snaps.limit > 0 {
+		before, stErr = readState(mb)
+		if stErr == nil {
+			if cs := s.snaps.get(mb.dir, before); cs != nil {
+				return cs.snap, cs.msgs, nil
+			}
 		}
 	}
 	snap, unsaved, err := s.reconcile(ctx, mb)
@@ -88,9 +92,12 @@ func (s *Store) snapshot(ctx context.Context, mb mailbox) ([]entry, []store.Mess
 		return snap, msgs, nil
 	}
 	// Cached only if reconcile changed nothing and found nothing changing:
-	// the state read before it then describes what it read.
-	if after, err := readState(mb); stErr == nil && err == nil && after == before {
-		s.snaps.put(mb.dir, before, readStart, snap, msgs)
+	// the state read before it then describes what it read. A mailbox the
+	// cache would not take costs no second read.
+	if stErr == nil && s.snaps.takes(len(snap)) {
+		if after, err := readState(mb); err == nil && after == before {
+			s.snaps.put(mb.dir, before, readStart, snap, msgs)
+		}
 	}
 	return snap, msgs, nil
 }

@@ -151,11 +151,19 @@ func (c *snapCache) get(dir string, st mailboxState) *cachedSnapshot {
 	return cs
 }
 
+// errCacheOff stands for the state not read because the cache is off.
+var errCacheOff = errors.New("maildir: snapshot cache off")
+
+// takes reports whether a snapshot of n messages is one the cache keeps.
+func (c *snapCache) takes(n int) bool {
+	return c.limit > 0 && n >= minCachedMessages && n <= c.limit
+}
+
 // put caches snap for dir, valid while the mailbox stays in state st, if
 // st is old enough to be trusted (see racyWindow) given that the snapshot
 // was read starting at readStart.
 func (c *snapCache) put(dir string, st mailboxState, readStart time.Time, snap []entry, msgs []store.MessageInfo) {
-	if c.limit <= 0 || len(snap) < minCachedMessages || len(snap) > c.limit {
+	if !c.takes(len(snap)) {
 		return
 	}
 	if !st.newest().Before(readStart.Add(-c.racy)) {

@@ -200,20 +200,9 @@ func (s *Store) PurgeAll(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	var errs []error
-	for _, u := range users {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("maildir: purge: %w", err))
-			break
-		}
-		n, err := s.Purge(ctx, u, now)
-		total += n
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		}
-	}
-	return total, errors.Join(errs...)
+	return store.PurgeEach(ctx, "maildir: purge", users, func(ctx context.Context, u string) (int, error) {
+		return s.Purge(ctx, u, now)
+	})
 }
 
 // users lists the directories under the root that can be mailboxes.

@@ -120,20 +120,9 @@ func (s *Store) PurgeAll(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	var errs []error
-	for _, u := range users {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("postgres: purge: %w", err))
-			break
-		}
-		n, err := s.Purge(ctx, u, now)
-		total += n
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		}
-	}
-	return total, errors.Join(errs...)
+	return store.PurgeEach(ctx, "postgres: purge", users, func(ctx context.Context, u string) (int, error) {
+		return s.Purge(ctx, u, now)
+	})
 }
 
 // Restore implements store.Admin. Under the mailbox lock (not the lease,
@@ -270,20 +259,7 @@ func (s *Store) ExpireAll(ctx context.Context, olderThan time.Time) (n int, busy
 	if err != nil {
 		return 0, nil, err
 	}
-	var errs []error
-	for _, u := range users {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("postgres: expire: %w", err))
-			break
-		}
-		k, err := s.Expire(ctx, u, olderThan)
-		n += k
-		switch {
-		case errors.Is(err, store.ErrInUse):
-			busy = append(busy, u)
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		}
-	}
-	return n, busy, errors.Join(errs...)
+	return store.ExpireEach(ctx, "postgres: expire", users, func(ctx context.Context, u string) (int, error) {
+		return s.Expire(ctx, u, olderThan)
+	})
 }
