@@ -7,21 +7,78 @@ import (
 	"io"
 )
 
-// DotWriter writes a message as the body of a multi-line response: it
-// converts line ends to CRLF, byte-stuffs lines that start with '.'
-// (RFC 1939 §3), and Close adds the final CRLF when missing and the
-// terminating ".CRLF". It writes to a bufio.Writer so that the many small
-// pieces become few system calls; it does not flush.
-type DotWriter struct {
-	w         *bufio.Writer
+// DotEncoder converts a message to the body of a multi-line response,
+// appending to a byte slice: line ends become CRLF, lines that start with
+// '.' are byte-stuffed (RFC 1939 §3), and Close adds the final CRLF when
+// missing and the terminating ".CRLF". It is DotWriter without the writer,
+// for a reply prepared in memory before it is sent.
+type DotEncoder struct {
 	lineStart bool // the next byte begins a line
 	lastCR    bool // the previous byte written was a CR
-	closed    bool
+}
+
+// NewDotEncoder returns an encoder at the start of a message.
+func NewDotEncoder() DotEncoder { return DotEncoder{lineStart: true} }
+
+// Append appends p converted to dst and returns the extended slice. A line
+// may be split across calls.
+func (e *DotEncoder) Append(dst, p []byte) []byte {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		dst = e.appendLine(dst, p, i)
+		if i < 0 {
+			break
+		}
+		p = p[i+1:]
+	}
+	return dst
+}
+
+// Close appends the end of the message: a CRLF if the data did not end in
+// a line end, then ".CRLF".
+func (e *DotEncoder) Close(dst []byte) []byte {
+	if !e.lineStart {
+		dst = append(dst, crlf...)
+	}
+	e.lineStart = true
+	return append(dst, dotCRLF...)
+}
+
+// appendLine appends the converted line p[:i] and its line end, or all of
+// p if i < 0 (a line continued by the next call), to dst.
+func (e *DotEncoder) appendLine(dst, p []byte, i int) []byte {
+	if e.lineStart && p[0] == '.' {
+		dst = append(dst, '.')
+	}
+	e.lineStart = false
+	if i < 0 {
+		e.lastCR = p[len(p)-1] == '\r'
+		return append(dst, p...)
+	}
+	dst = append(dst, p[:i]...)
+	// Is the LF already preceded by CR?
+	if (i > 0 && p[i-1] == '\r') || (i == 0 && e.lastCR) {
+		dst = append(dst, '\n')
+	} else {
+		dst = append(dst, '\r', '\n')
+	}
+	e.lastCR = false
+	e.lineStart = true
+	return dst
+}
+
+// DotWriter writes a message as the body of a multi-line response, with
+// the conversion of DotEncoder. It writes to a bufio.Writer so that the
+// many small pieces become few system calls; it does not flush.
+type DotWriter struct {
+	w      *bufio.Writer
+	enc    DotEncoder
+	closed bool
 }
 
 // NewDotWriter returns a DotWriter that writes to w.
 func NewDotWriter(w *bufio.Writer) *DotWriter {
-	return &DotWriter{w: w, lineStart: true}
+	return &DotWriter{w: w, enc: NewDotEncoder()}
 }
 
 var (
@@ -51,7 +108,7 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 		}
 		// At most a stuffed dot, the line and CRLF.
 		if cap(buf)-len(buf) >= len(line)+3 {
-			buf = d.appendLine(buf, p, i)
+			buf = d.enc.appendLine(buf, p, i)
 		} else {
 			if len(buf) > 0 {
 				if _, err := d.w.Write(buf); err != nil {
@@ -76,44 +133,22 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// appendLine appends the converted line p[:i] and its line end, or all of
-// p if i < 0 (a line continued by the next Write), to buf.
-func (d *DotWriter) appendLine(buf, p []byte, i int) []byte {
-	if d.lineStart && p[0] == '.' {
-		buf = append(buf, '.')
-	}
-	d.lineStart = false
-	if i < 0 {
-		d.lastCR = p[len(p)-1] == '\r'
-		return append(buf, p...)
-	}
-	buf = append(buf, p[:i]...)
-	// Is the LF already preceded by CR?
-	if (i > 0 && p[i-1] == '\r') || (i == 0 && d.lastCR) {
-		buf = append(buf, '\n')
-	} else {
-		buf = append(buf, '\r', '\n')
-	}
-	d.lastCR = false
-	d.lineStart = true
-	return buf
-}
-
 // writeLine is appendLine through the writer's Write, for lines longer
 // than its free space.
 func (d *DotWriter) writeLine(p []byte, i int) error {
-	if d.lineStart && p[0] == '.' {
+	e := &d.enc
+	if e.lineStart && p[0] == '.' {
 		if err := d.w.WriteByte('.'); err != nil {
 			return err
 		}
 	}
-	d.lineStart = false
+	e.lineStart = false
 	if i < 0 {
-		d.lastCR = p[len(p)-1] == '\r'
+		e.lastCR = p[len(p)-1] == '\r'
 		_, err := d.w.Write(p)
 		return err
 	}
-	hasCR := (i > 0 && p[i-1] == '\r') || (i == 0 && d.lastCR)
+	hasCR := (i > 0 && p[i-1] == '\r') || (i == 0 && e.lastCR)
 	if _, err := d.w.Write(p[:i]); err != nil {
 		return err
 	}
@@ -126,8 +161,8 @@ func (d *DotWriter) writeLine(p []byte, i int) error {
 	if err != nil {
 		return err
 	}
-	d.lastCR = false
-	d.lineStart = true
+	e.lastCR = false
+	e.lineStart = true
 	return nil
 }
 
@@ -138,7 +173,7 @@ func (d *DotWriter) Close() error {
 		return nil
 	}
 	d.closed = true
-	if !d.lineStart {
+	if !d.enc.lineStart {
 		if _, err := d.w.Write(crlf); err != nil {
 			return err
 		}

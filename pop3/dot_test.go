@@ -23,6 +23,15 @@ func dotWrite(t testing.TB, chunks ...[]byte) []byte {
 	if small := dotWriteSize(t, 16, chunks...); !bytes.Equal(small, big) {
 		t.Fatalf("DotWriter output depends on the buffer: %q with 16 bytes, %q with 4096", small, big)
 	}
+	// DotEncoder is the same conversion into memory.
+	enc := NewDotEncoder()
+	var appended []byte
+	for _, c := range chunks {
+		appended = enc.Append(appended, c)
+	}
+	if appended = enc.Close(appended); !bytes.Equal(appended, big) {
+		t.Fatalf("DotEncoder gives %q, DotWriter %q", appended, big)
+	}
 	return big
 }
 

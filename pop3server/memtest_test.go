@@ -31,6 +31,7 @@ type memBackend struct {
 	infos   []ConnInfo // one per Authenticate call
 	nextUID int
 	readers int // message readers opened and not yet closed
+	opens   int // Open calls that returned a reader
 
 	// Fault injection; zero values mean none.
 	authErr   error // Authenticate returns it (a system failure, not bad credentials)
@@ -105,6 +106,13 @@ func (b *memBackend) isLocked(user string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.locked[user]
+}
+
+// openCount is the number of message readers opened so far.
+func (b *memBackend) openCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opens
 }
 
 func (b *memBackend) openReaders() int {
@@ -210,6 +218,7 @@ func (d *memMaildrop) Open(i int) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("message %s: %w", m.uidl, fs.ErrNotExist)
 	}
 	b.readers++
+	b.opens++
 	var r io.Reader = bytes.NewReader(m.data)
 	if b.readErr != nil {
 		r = io.MultiReader(io.LimitReader(r, int64(b.readAfter)), errReader{b.readErr})

@@ -197,9 +197,15 @@ type Server struct {
 	done       chan struct{} // closed by Shutdown/Close
 	wg         sync.WaitGroup
 	penalties  *penaltyTable
-	tlsBase    *tls.Config             // TLSConfig with per-connection hooks (tlsconn.go)
-	bigBuffers sync.Pool               // of *bigBuffer, lent to sessions for large replies
-	perIP      map[netip.Addr]*ipConns // under mu
+	tlsBase    *tls.Config // TLSConfig with per-connection hooks (tlsconn.go)
+	bigBuffers sync.Pool   // of *bigBuffer, lent to sessions for large replies
+	// preparedReplies (of *preparedReply) and prefetching, the number
+	// held by sessions, are for prefetch.go.
+	preparedReplies sync.Pool
+	prefetching     atomic.Int32
+	prefetchLimit   int32                   // at most this many held at once
+	prefetchHold    time.Duration           // dropped after this much client silence
+	perIP           map[netip.Addr]*ipConns // under mu
 	// handshaking holds the connections whose PROXY header is being read
 	// (proxy.go), under mu, so that shutdown can end the wait.
 	handshaking map[*proxyproto.Conn]struct{}
@@ -248,6 +254,13 @@ func (s *Server) init() {
 		}
 		s.penalties = newPenaltyTable(penaltyMaxEntries, penaltyIdle)
 		s.bigBuffers.New = newBigBuffer
+		s.preparedReplies.New = newPreparedReply
+		if s.prefetchLimit == 0 {
+			s.prefetchLimit = maxPrefetching
+		}
+		if s.prefetchHold == 0 {
+			s.prefetchHold = prefetchHold
+		}
 		if s.TLSConfig != nil {
 			s.tlsBase = s.tlsBaseConfig()
 		}

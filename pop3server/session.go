@@ -91,6 +91,11 @@ type session struct {
 	// (bigBuffers) and given back once the replies are flushed.
 	small *bufio.Writer
 	big   *bigBuffer
+	// prepared is the reply to the next RETR made ready while the client
+	// took in the last one, and prefetchNext the message (index+1) to
+	// prepare once the session next waits (prefetch.go).
+	prepared     *preparedReply
+	prefetchNext int
 
 	// For the session-end log line.
 	retrieved      int
@@ -170,6 +175,11 @@ func (r connReader) Read(p []byte) (int, error) {
 // interrupted, in which case it keeps the deadline in the past. Before login
 // the deadline is also no later than AuthTimeout after connect.
 func (s *session) setDeadline(set func(time.Time) error) {
+	s.armDeadline(set, s.deadline())
+}
+
+// deadline is the deadline of the next read or write.
+func (s *session) deadline() time.Time {
 	d := time.Now().Add(s.lim.IdleTimeout)
 	if a := s.authDeadline(); !s.loggedIn.Load() && a.Before(d) {
 		d = a
@@ -177,6 +187,12 @@ func (s *session) setDeadline(set func(time.Time) error) {
 	if s.lastWords {
 		d = time.Now().Add(time.Second)
 	}
+	return d
+}
+
+// armDeadline sets deadline d, or one in the past once the session has been
+// interrupted.
+func (s *session) armDeadline(set func(time.Time) error, d time.Time) {
 	set(d)
 	if s.interrupted.Load() {
 		set(time.Now())
@@ -318,6 +334,7 @@ func (s *session) describeEnd(err error) string {
 // finish releases the maildrop without applying deletions, unless QUIT has
 // already committed it, and logs the one line per session.
 func (s *session) finish() {
+	s.dropPrepared()
 	if s.drop != nil {
 		if err := s.drop.Close(); err != nil {
 			s.log.Error("closing maildrop", "user", s.authUser, "err", err)
@@ -430,9 +447,16 @@ func (s *session) readLine(max int) ([]byte, error) {
 		if err := s.w.Flush(); err != nil {
 			return nil, err
 		}
+		if s.prefetchNext > 0 {
+			s.prefetch()
+		}
 		s.returnBig()
 	}
-	s.setDeadline(s.currentConn().SetReadDeadline)
+	d := s.deadline()
+	if err := s.awaitCommand(d); err != nil {
+		return nil, err
+	}
+	s.armDeadline(s.currentConn().SetReadDeadline, d)
 	return pop3.ReadLine(s.r, max)
 }
 
@@ -462,6 +486,14 @@ func (s *session) reply(ok bool, code, text string) error {
 
 func (s *session) ok(format string, args ...any) error {
 	return s.reply(true, "", fmt.Sprintf(format, args...))
+}
+
+// replyOKLine writes line, a +OK reply made elsewhere, with what follows
+// it if it is the start of a multi-line reply.
+func (s *session) replyOKLine(line []byte) error {
+	s.lastOK, s.badCmds = true, 0
+	_, err := s.w.Write(line)
+	return err
 }
 
 func (s *session) replyBad(text string) error { return s.reply(false, "", text) }
@@ -673,6 +705,15 @@ func cmdRetr(s *session, cmd pop3.Command, _ []byte) error {
 	if !ok {
 		return err
 	}
+	if sent, err := s.sendPrepared(i); sent {
+		if err == nil {
+			s.messageSent(i, -1)
+		}
+		return err
+	}
+	// A client that skips around gets no help from the prepared reply;
+	// the memory is better given back.
+	s.dropPrepared()
 	return s.sendMessage(i, -1)
 }
 
@@ -709,7 +750,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	// for a few bytes.
 	s.borrowBig()
 	if bodyLines < 0 {
-		s.ok("%d octets", s.msgs[i].Size)
+		s.replyOKLine(appendRetrOK(s.w.AvailableBuffer(), s.msgs[i].Size))
 	} else {
 		s.ok("top of message follows")
 	}
@@ -731,18 +772,30 @@ func (s *session) sendMessage(i, bodyLines int) error {
 	if err := dw.Close(); err != nil {
 		return err
 	}
-	if bodyLines < 0 {
+	if tw, ok := dst.(*topWriter); ok {
+		s.messageSent(i, tw.sent)
+	} else {
+		s.messageSent(i, -1)
+	}
+	return nil
+}
+
+// messageSent accounts for message i sent by RETR (topSent < 0) or by TOP
+// (topSent octets of it), and for RETR asks for the next message to be
+// prepared (prefetch.go).
+func (s *session) messageSent(i int, topSent int64) {
+	if topSent < 0 {
 		s.retrieved++
 		s.bytesSent += s.msgs[i].Size // wire size, as LIST reports it
+		s.prefetchNext = i + 2
 	}
 	if ev := s.srv.Events; ev != nil {
-		if tw, ok := dst.(*topWriter); ok {
-			ev.MessageSent(true, tw.sent)
+		if topSent >= 0 {
+			ev.MessageSent(true, topSent)
 		} else {
 			ev.MessageSent(false, s.msgs[i].Size)
 		}
 	}
-	return nil
 }
 
 var errTopDone = errors.New("top: enough lines")

@@ -145,14 +145,16 @@ func (cl *client) multi(each func([]byte)) (int64, error) {
 	}
 }
 
-// skip is multi without a per-line callback, for RETR: it scans the
-// buffered data for line starts with bytes.IndexByte instead of returning
-// line by line, so the client needs little CPU next to the server on the
-// same cores. The size is the same as multi's for CRLF input: the octets
-// minus one per stuffed dot, without the terminating ".CRLF".
+// skip is multi without a per-line callback, for RETR. Only a dot at the
+// start of a line matters (a stuffed dot, or the terminator), and dots are
+// far rarer than line ends in mail, so it looks for dots with
+// bytes.IndexByte instead of going line by line: the client, on the same
+// cores as the server and on the critical path of a lock-step loop, then
+// costs little. The size is multi's for CRLF input: the octets minus one
+// per stuffed dot, without the terminating ".CRLF".
 func (cl *client) skip() (int64, error) {
 	var n int64
-	bol := true // at the start of a line
+	bol := true // the first buffered byte begins a line
 	for {
 		if cl.r.Buffered() < 3 {
 			// Enough to tell ".\r\n" from a stuffed line; a valid
@@ -162,32 +164,40 @@ func (cl *client) skip() (int64, error) {
 			}
 		}
 		b, _ := cl.r.Peek(cl.r.Buffered())
-		i := 0
-		for {
-			if bol {
-				if len(b)-i < 3 {
-					break
-				}
-				if b[i] == '.' {
-					if b[i+1] == '\r' && b[i+2] == '\n' {
-						n += int64(i)
-						_, _ = cl.r.Discard(i + 3)
-						return n, nil
-					}
-					n-- // a stuffed dot
-				}
-				bol = false
-			}
-			j := bytes.IndexByte(b[i:], '\n')
-			if j < 0 {
-				i = len(b)
-				break
-			}
-			i += j + 1
-			bol = true
+		done, used, stuffed := scanDots(b, bol)
+		n += int64(used - stuffed)
+		if done {
+			_, _ = cl.r.Discard(used + 3)
+			return n, nil
 		}
-		n += int64(i)
-		_, _ = cl.r.Discard(i)
+		_, _ = cl.r.Discard(used)
+		bol = used == 0 && bol || used > 0 && b[used-1] == '\n'
+	}
+}
+
+// scanDots scans b, whose first byte begins a line if bol, for the
+// terminating ".CRLF" of a multi-line reply. done reports that it starts
+// at b[used]; otherwise used octets can be consumed (short of a dot at a
+// line start whose next two octets are not there yet). stuffed counts the
+// stuffed dots in b[:used].
+func scanDots(b []byte, bol bool) (done bool, used, stuffed int) {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '.')
+		if j < 0 {
+			return false, len(b), stuffed
+		}
+		k := i + j
+		i = k + 1
+		if k == 0 && !bol || k > 0 && b[k-1] != '\n' {
+			continue
+		}
+		if len(b)-k < 3 {
+			return false, k, stuffed
+		}
+		if b[k+1] == '\r' && b[k+2] == '\n' {
+			return true, k, stuffed
+		}
+		stuffed++
 	}
 }
 

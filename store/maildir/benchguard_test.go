@@ -19,6 +19,9 @@ func TestOpenGuard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("benchmarks in -short")
 	}
+	if raceEnabled {
+		t.Skip("timing guard: the race detector distorts the ratio")
+	}
 	const n = 10_000
 	root := t.TempDir()
 	s, err := New(root, Options{NoFsync: true, SnapshotCache: -1}) // reconcile is what is guarded
@@ -69,6 +72,9 @@ func stringsReader(i int) *strings.Reader {
 func TestSnapshotCacheGuard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("benchmarks in -short")
+	}
+	if raceEnabled {
+		t.Skip("timing guard: the race detector distorts the ratio")
 	}
 	const n = 10_000
 	root := t.TempDir()

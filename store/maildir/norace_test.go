@@ -1,0 +1,5 @@
+//go:build !race
+
+package maildir
+
+const raceEnabled = false
