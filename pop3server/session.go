@@ -456,7 +456,10 @@ func (s *session) readLine(max int) ([]byte, error) {
 	if err := s.awaitCommand(d); err != nil {
 		return nil, err
 	}
-	s.armDeadline(s.currentConn().SetReadDeadline, d)
+	// A line already buffered needs no read, so no deadline.
+	if b, _ := s.r.Peek(s.r.Buffered()); bytes.IndexByte(b, '\n') < 0 {
+		s.armDeadline(s.currentConn().SetReadDeadline, d)
+	}
 	return pop3.ReadLine(s.r, max)
 }
 
