@@ -213,6 +213,7 @@ start_popbox() {
 }
 restart_servers() { start_dovecot; PB_LISTEN_LINES=$((PB_LISTEN_LINES + 4)); start_popbox; }
 : >"$WORK/popbox.log"
+: >"$LOG"
 PB_LISTEN_LINES=4  # pop3, pop3s, lmtp TCP, lmtp socket
 start_dovecot
 start_popbox

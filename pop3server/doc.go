@@ -17,6 +17,13 @@
 //     goroutine blocks in a write while the client is not reading, it stops
 //     reading commands while output is backed up: a flood of commands costs
 //     no memory beyond the two fixed buffers.
+//   - A lock-step download (RETR, wait for the reply, RETR the next) is
+//     helped along by prefetch.go: once a RETR's reply is out and no command
+//     waits, the session prepares the reply to RETR of the next message in
+//     memory while the client takes in the last one. Stored messages and
+//     the snapshot do not change within a session, so the prepared bytes are
+//     the ones RETR would send; memory is bounded per message (64 KiB), per
+//     server (256 sessions) and in time (dropped after 2 s of silence).
 //   - Every read and every write has a deadline (Limits.IdleTimeout); a
 //     command line over Limits.MaxLine gets -ERR and the session stays in
 //     step (pop3.ReadLine discards the rest of the line).
