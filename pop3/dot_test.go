@@ -418,3 +418,14 @@ func BenchmarkDotWriter(b *testing.B) {
 		bw.Flush()
 	}
 }
+
+func BenchmarkDotEncoder(b *testing.B) {
+	line := strings.Repeat("x", 71) + "\n"
+	msg := []byte(strings.Repeat(line, 50_000/len(line)))
+	dst := make([]byte, 0, 64<<10)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		enc := NewDotEncoder()
+		dst = enc.Close(enc.Append(dst[:0], msg))
+	}
+}
