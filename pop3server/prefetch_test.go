@@ -33,6 +33,21 @@ func retr(t *testing.T, c *testClient, n int, wire string) {
 	}
 }
 
+// aliceSession starts a server on the fixture with opts and logs alice in,
+// over TLS if tls.
+func aliceSession(t *testing.T, opts serverOpts, tls bool) (*memBackend, *testServer, *testClient) {
+	t.Helper()
+	b := fixtureBackend()
+	ts := newTestServer(t, b, opts)
+	c := ts.dial
+	if tls {
+		c = ts.dialTLS
+	}
+	cl := c(t)
+	cl.login("alice", alicePass)
+	return b, ts, cl
+}
+
 // TestPrefetch: after a RETR the session reads the next message ahead
 // while the client takes in the reply, and a RETR of it gets exactly the
 // bytes it would get without that; the prepared reply is given back when it
@@ -42,10 +57,7 @@ func TestPrefetch(t *testing.T) {
 	// from replies prepared while the client read the previous one (the
 	// NOOP's reply shows that the session has had its chance to prepare).
 	t.Run("lock-step download", func(t *testing.T) {
-		b := fixtureBackend()
-		ts := newTestServer(t, b, serverOpts{})
-		c := ts.dial(t)
-		c.login("alice", alicePass)
+		b, ts, c := aliceSession(t, serverOpts{}, false)
 		for n := 1; n <= len(fixture); n++ {
 			retr(t, c, n, fixture[n-1].wire)
 			c.cmd("NOOP")
@@ -62,10 +74,7 @@ func TestPrefetch(t *testing.T) {
 	// RETR of a message marked deleted is refused whatever is prepared; RSET
 	// brings it back, with the same bytes.
 	t.Run("DELE and RSET", func(t *testing.T) {
-		b := fixtureBackend()
-		ts := newTestServer(t, b, serverOpts{})
-		c := ts.dial(t)
-		c.login("alice", alicePass)
+		b, _, c := aliceSession(t, serverOpts{}, false)
 		retr(t, c, 1, fixture[0].wire)
 		if got, want := c.cmd("DELE 2"), "+OK message 2 deleted"; got != want {
 			t.Errorf("DELE 2 = %q, want %q", got, want)
@@ -84,10 +93,7 @@ func TestPrefetch(t *testing.T) {
 	// A client that skips a message gets the one it asks for; the reply
 	// prepared for the skipped one is given back, and the last one at QUIT.
 	t.Run("skipping", func(t *testing.T) {
-		b := fixtureBackend()
-		ts := newTestServer(t, b, serverOpts{})
-		c := ts.dial(t)
-		c.login("alice", alicePass)
+		_, ts, c := aliceSession(t, serverOpts{}, false)
 		retr(t, c, 1, fixture[0].wire)
 		retr(t, c, 3, fixture[2].wire)
 		c.cmd("NOOP")
@@ -101,10 +107,7 @@ func TestPrefetch(t *testing.T) {
 	// A client that stops asking keeps no memory: the reply is dropped after
 	// prefetchHold, and a later RETR reads the message again.
 	t.Run("silence", func(t *testing.T) {
-		b := fixtureBackend()
-		ts := newTestServer(t, b, serverOpts{configure: func(s *Server) { s.prefetchHold = 50 * time.Millisecond }})
-		c := ts.dial(t)
-		c.login("alice", alicePass)
+		b, ts, c := aliceSession(t, serverOpts{configure: func(s *Server) { s.prefetchHold = 50 * time.Millisecond }}, false)
 		retr(t, c, 1, fixture[0].wire)
 		waitFor(t, "message 2 to be prepared", func() bool { return b.openCount() == 2 })
 		waitFor(t, "the prepared reply to be dropped", func() bool { return ts.srv.prefetching.Load() == 0 })
@@ -179,10 +182,7 @@ func TestPrefetch(t *testing.T) {
 
 	// Over TLS the prepared reply goes through the TLS connection.
 	t.Run("TLS", func(t *testing.T) {
-		b := fixtureBackend()
-		ts := newTestServer(t, b, serverOpts{})
-		c := ts.dialTLS(t)
-		c.login("alice", alicePass)
+		b, _, c := aliceSession(t, serverOpts{}, true)
 		for n := 1; n <= len(fixture); n++ {
 			retr(t, c, n, fixture[n-1].wire)
 		}
