@@ -23,6 +23,18 @@ func NewDotEncoder() DotEncoder { return DotEncoder{lineStart: true} }
 // Append appends p converted to dst and returns the extended slice. A line
 // may be split across calls.
 func (e *DotEncoder) Append(dst, p []byte) []byte {
+	if haveBlockEncoder && len(p) >= minBlockInput {
+		if e.lineStart && p[0] == '.' {
+			dst = append(dst, '.')
+		}
+		e.lineStart = false
+		dst, p = e.appendBlocks(dst, p)
+	}
+	return e.appendLines(dst, p)
+}
+
+// appendLines is Append a line at a time, in Go.
+func (e *DotEncoder) appendLines(dst, p []byte) []byte {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		dst = e.appendLine(dst, p, i)
@@ -100,6 +112,14 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	buf := d.w.AvailableBuffer()
+	if haveBlockEncoder && len(p) >= minBlockInput && cap(buf) >= len(p)+len(p)/16+64 {
+		// Room for all of it: the vector fast path (dotenc.go) straight
+		// into the free space.
+		if _, err := d.w.Write(d.enc.Append(buf, p)); err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		line := p

@@ -429,3 +429,62 @@ func BenchmarkDotEncoder(b *testing.B) {
 		dst = enc.Close(enc.Append(dst[:0], msg))
 	}
 }
+
+// FuzzDotEncoderBlocks: the vector fast path (encodeBlocks, where the CPU
+// has one) and the line-at-a-time conversion give the same bytes, however
+// the input is split; the input is a unit repeated, so that it is long
+// enough for the fast path and full of its edge cases (LF at a block's
+// end, CR before a block, dots after LF).
+func FuzzDotEncoderBlocks(f *testing.F) {
+	for _, s := range []string{
+		"a\n.b\r\n..\n\r\n.\n", "\n", ".", "\r", "\r\n", "x", ".\n.\r\n", strings.Repeat("y", 31) + "\n.",
+		"Subject: x\n\n. leading\nna\u00efve caf\u00e9\r\n",
+	} {
+		f.Add([]byte(s), uint8(40), uint8(0))
+		f.Add([]byte(s), uint8(200), uint8(37))
+		f.Add([]byte(s), uint8(7), uint8(255))
+	}
+	f.Fuzz(func(t *testing.T, unit []byte, reps, chunk uint8) {
+		in := bytes.Repeat(unit, int(reps)+1)
+		if len(in) > 1<<16 {
+			in = in[:1<<16]
+		}
+		step := len(in) + 1 // 0: one call
+		if chunk > 0 {
+			step = int(chunk)*4 + 1
+		}
+		fast, slow := NewDotEncoder(), NewDotEncoder()
+		var got, want []byte
+		for rest := in; len(rest) > 0; {
+			n := min(step, len(rest))
+			got = fast.Append(got, rest[:n])
+			want = slow.appendLines(want, rest[:n])
+			rest = rest[n:]
+		}
+		if got, want = fast.Close(got), slow.Close(want); !bytes.Equal(got, want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			t.Fatalf("%d bytes in %d-byte calls: fast path differs at %d: %q, line at a time %q",
+				len(in), step, i, got[i:min(len(got), i+20)], want[i:min(len(want), i+20)])
+		}
+	})
+}
+
+func TestDotEncoderUsesBlocks(t *testing.T) {
+	t.Logf("vector fast path: %t", haveBlockEncoder)
+	if !haveBlockEncoder {
+		t.Skip("no fast path on this CPU or architecture")
+	}
+	src := []byte(strings.Repeat("0123456789abcdef0123456789abcdef\n.x\r\n", 8))
+	dst := make([]byte, 2*len(src))
+	nd, ns := encodeBlocks(dst, src, false)
+	if ns < len(src)/2 {
+		t.Fatalf("encodeBlocks took %d of %d bytes", ns, len(src))
+	}
+	enc := NewDotEncoder()
+	if want := enc.appendLines(nil, src[:ns]); !bytes.Equal(dst[:nd], want) {
+		t.Fatalf("encodeBlocks gave %q, want %q", dst[:nd], want)
+	}
+}
