@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/popbox/popbox/internal/pgmigrate"
 )
 
 // ErrSchemaVersion: a PostgreSQL database's user schema is missing or is
@@ -164,77 +166,33 @@ func migratePostgres(ctx context.Context, dsn string, steps []string) error {
 	if err != nil {
 		return err
 	}
-	what := "migrating " + pgName(cfg)
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	// Closing the connection also releases the advisory lock, whatever
-	// happened.
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, pgMigrateLockKey); err != nil {
-		return fmt.Errorf("userdb: %s: lock: %w", what, err)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, pgMigrateLockKey)
-
-	// Under the lock: CREATE TABLE IF NOT EXISTS is not safe against a
-	// concurrent one.
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS userdb_migrations (
-		version    integer PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	applied, err := pgVersions(ctx, conn)
-	if err != nil {
-		return fmt.Errorf("userdb: %s: %w", what, err)
-	}
-	if have := maxVersion(applied); have > len(steps) {
-		return fmt.Errorf("userdb: %s: %w", what, tooNew(have, len(steps)))
-	}
-	for i, step := range steps {
-		v := i + 1
-		if applied[v] {
-			continue
+	what := "userdb: migrating " + pgName(cfg)
+	return pgmigrate.Locked(ctx, cfg.ConnConfig, pgMigrateLockKey, what, func(conn *pgx.Conn) error {
+		// Under the lock: CREATE TABLE IF NOT EXISTS is not safe against a
+		// concurrent one.
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS userdb_migrations (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			// Without arguments Exec uses the simple protocol, which
-			// runs a step of several statements.
-			if _, err := tx.Exec(ctx, step); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO userdb_migrations (version) VALUES ($1)`, v)
-			return err
-		})
+		applied, err := pgmigrate.Versions(ctx, conn, "userdb_migrations")
 		if err != nil {
-			return fmt.Errorf("userdb: %s to version %d: %w", what, v, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-	}
-	return nil
-}
-
-// pgVersions returns the versions recorded in userdb_migrations.
-func pgVersions(ctx context.Context, conn *pgx.Conn) (map[int]bool, error) {
-	rows, err := conn.Query(ctx, `SELECT version FROM userdb_migrations`)
-	if err != nil {
-		return nil, err
-	}
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil, err
-	}
-	applied := make(map[int]bool, len(vs))
-	for _, v := range vs {
-		applied[int(v)] = true
-	}
-	return applied, nil
-}
-
-func maxVersion(applied map[int]bool) int {
-	have := 0
-	for v := range applied {
-		have = max(have, v)
-	}
-	return have
+		if have := pgmigrate.Latest(applied); have > len(steps) {
+			return fmt.Errorf("%s: %w", what, tooNew(have, len(steps)))
+		}
+		for i, step := range steps {
+			v := i + 1
+			if applied[v] {
+				continue
+			}
+			if err := pgmigrate.Apply(ctx, conn, step, `INSERT INTO userdb_migrations (version) VALUES ($1)`, v); err != nil {
+				return fmt.Errorf("%s to version %d: %w", what, v, err)
+			}
+		}
+		return nil
+	})
 }
 
 func tooNew(have, want int) error {
@@ -271,7 +229,7 @@ func checkPGSchema(ctx context.Context, s *sqlDB, want int) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading the schema version: %w", err)
 	}
-	have := maxVersion(applied)
+	have := pgmigrate.Latest(applied)
 	switch {
 	case have > want:
 		return tooNew(have, want)

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/popbox/popbox/internal/pgmigrate"
 )
 
 //go:embed migrations/*.sql
@@ -98,80 +100,40 @@ func migrate(ctx context.Context, dsn string, fsys fs.FS) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: connect: %w", err)
-	}
-	// Closing the connection also drops the advisory lock, whatever
-	// happened.
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return fmt.Errorf("postgres: migrate: lock: %w", err)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockKey)
-
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	applied, err := appliedVersions(ctx, conn)
-	if err != nil {
-		return err
-	}
-	for v := range applied {
-		if v > len(ms) {
-			return fmt.Errorf("%w: the database has schema version %d, newer than this popbox's %d: run a newer popbox (`popbox migrate` does not downgrade)",
-				ErrSchemaVersion, v, len(ms))
+	return pgmigrate.Locked(ctx, cfg.ConnConfig, migrateLockKey, "postgres: migrate", func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
 		}
-	}
-	for _, m := range ms {
-		if applied[m.version] {
-			continue
-		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			// No arguments: the simple protocol, which runs a file of
-			// several statements.
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
-			return err
-		})
+		applied, err := pgmigrate.Versions(ctx, conn, "schema_migrations")
 		if err != nil {
-			return fmt.Errorf("postgres: migrate: %s: %w", m.name, err)
+			return err
 		}
-	}
-	return nil
-}
-
-func appliedVersions(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) (map[int]bool, error) {
-	rows, err := q.Query(ctx, "SELECT version FROM schema_migrations")
-	if err != nil {
-		return nil, err
-	}
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil, err
-	}
-	applied := make(map[int]bool, len(vs))
-	for _, v := range vs {
-		applied[int(v)] = true
-	}
-	return applied, nil
+		if have := pgmigrate.Latest(applied); have > len(ms) {
+			return fmt.Errorf("%w: the database has schema version %d, newer than this popbox's %d: run a newer popbox (`popbox migrate` does not downgrade)",
+				ErrSchemaVersion, have, len(ms))
+		}
+		for _, m := range ms {
+			if applied[m.version] {
+				continue
+			}
+			if err := pgmigrate.Apply(ctx, conn, m.sql,
+				"INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+				return fmt.Errorf("postgres: migrate: %s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
 }
 
 // checkSchema returns an error wrapping ErrSchemaVersion unless the
 // database has exactly migrations 1..want applied. A frontend must never
 // run against a schema it was not built for: an older one lacks what it
 // writes, a newer one may mean something else by what it reads.
-func checkSchema(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, want int) error {
-	applied, err := appliedVersions(ctx, q)
+func checkSchema(ctx context.Context, q pgmigrate.Querier, want int) error {
+	applied, err := pgmigrate.Versions(ctx, q, "schema_migrations")
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w: the database has no popbox schema (version 0, this popbox needs %d): run `popbox migrate`",
@@ -180,10 +142,7 @@ func checkSchema(ctx context.Context, q interface {
 	if err != nil {
 		return fmt.Errorf("postgres: schema version: %w", err)
 	}
-	have := 0
-	for v := range applied {
-		have = max(have, v)
-	}
+	have := pgmigrate.Latest(applied)
 	switch {
 	case have > want:
 		return fmt.Errorf("%w: the database has schema version %d, newer than this popbox's %d: run a newer popbox (`popbox migrate` does not downgrade)",
